@@ -1,0 +1,5 @@
+"""The endpoint layer: ASGI app, routing, discovery and the per-invocation pump."""
+
+from framework._endpoint.app import RestateApp, app
+
+__all__ = ["RestateApp", "app"]

@@ -1,0 +1,251 @@
+"""The per-invocation pump: one HTTP stream in, the handler run, journal frames out.
+
+A raw ASGI callable, because it must own both ``receive`` (request frames keep arriving
+while the handler runs, on HTTP/2) and ``send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from framework._context import (
+    Context,
+    ObjectContext,
+    ObjectSharedContext,
+    Request,
+    WorkflowContext,
+    WorkflowSharedContext,
+)
+from framework._invocation import Invocation
+from framework._journal import StateMachine
+from framework._protocol import (
+    Failure,
+    NotARestateRequest,
+    ProtocolError,
+    ProtocolVersion,
+    UnsupportedProtocolVersion,
+    content_type,
+    parse_content_type,
+)
+from framework._services import Handler
+from framework.exceptions import TerminalError
+
+logger = logging.getLogger("framework")
+
+SERVER_HEADER = b"framework-python/0.1.0"
+
+# How long we wait for the server to close its side after we finished ours.
+_INPUT_CLOSE_TIMEOUT = 60.0
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+
+def _context_class(handler: Handler) -> type[Context]:
+    if handler.service_kind == "service":
+        return Context
+    if handler.service_kind == "object":
+        return ObjectSharedContext if handler.kind == "shared" else ObjectContext
+    return WorkflowContext if handler.kind == "workflow" else WorkflowSharedContext
+
+
+async def _plain_response(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"x-restate-server", SERVER_HEADER),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class InvokeEndpoint:
+    """Serves ``POST /invoke/{service}/{handler}`` for one application."""
+
+    def __init__(
+        self,
+        handlers: dict[tuple[str, str], Handler],
+        max_protocol_version: ProtocolVersion,
+        max_message_size: int,
+    ) -> None:
+        self.handlers = handlers
+        self.max_protocol_version = max_protocol_version
+        self.max_message_size = max_message_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = scope.get("path_params", {})
+        handler = self.handlers.get((params.get("service", ""), params.get("handler", "")))
+        if handler is None:
+            await _plain_response(
+                send, 404, f"no handler {params.get('service')}/{params.get('handler')} here"
+            )
+            return
+        if scope["method"] != "POST":
+            await _plain_response(send, 405, "invocations are POST requests")
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            version = parse_content_type(headers.get("content-type"))
+        except NotARestateRequest as error:
+            await _plain_response(send, 415, error.message)
+            return
+        except UnsupportedProtocolVersion as error:
+            await _plain_response(send, 415, error.message)
+            return
+        if version > self.max_protocol_version:
+            await _plain_response(
+                send,
+                415,
+                f"protocol v{int(version)} is disabled on this endpoint "
+                f"(it speaks up to v{int(self.max_protocol_version)})",
+            )
+            return
+        await _Pump(handler, version, headers, scope, receive, send, self.max_message_size).run()
+
+
+class _Pump:
+    """Moves bytes between one HTTP stream and one invocation's state machine."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        version: ProtocolVersion,
+        headers: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        max_message_size: int,
+    ) -> None:
+        self.handler = handler
+        self.version = version
+        self.headers = headers
+        self.receive = receive
+        self.send = send
+        self.machine = StateMachine(version, max_message_size)
+        # HTTP/1.1 can only do request/response: the whole journal first, then our answer.
+        self.bidirectional = scope.get("http_version") == "2"
+        self.body_done = False
+        self.disconnected = False
+
+    async def _read_chunk(self) -> None:
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            self.body_done = True
+            self.disconnected = True
+            return
+        body = message.get("body", b"")
+        if body:
+            self.machine.receive(body)
+        if not message.get("more_body", False):
+            self.body_done = True
+            self.machine.close_input()
+
+    async def run(self) -> None:
+        machine = self.machine
+        try:
+            while not self.body_done and (not machine.ready or not self.bidirectional):
+                await self._read_chunk()
+        except ProtocolError as error:
+            await self._start_response()
+            machine.fail(error.code, str(error))
+            await self._finish(machine.take_output())
+            return
+        if self.disconnected:
+            return
+        await self._start_response()
+        invocation = Invocation(machine, self._send_body)
+        reader = None
+        if not self.body_done:
+            reader = asyncio.ensure_future(self._read_loop(invocation))
+        else:
+            invocation.on_input()
+        try:
+            await invocation.run(lambda: self._call_handler(invocation))
+        finally:
+            if reader is not None:
+                try:
+                    await asyncio.wait_for(reader, _INPUT_CLOSE_TIMEOUT)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    reader.cancel()
+        if not self.disconnected:
+            await self._finish(b"")
+
+    async def _read_loop(self, invocation: Invocation) -> None:
+        try:
+            while not self.body_done:
+                await self._read_chunk()
+                invocation.on_input()
+        except ProtocolError as error:
+            invocation.on_input_error(error)
+            # Keep draining so the stream can close in order.
+            with contextlib.suppress(Exception):
+                while not self.body_done:
+                    message = await self.receive()
+                    if message["type"] == "http.disconnect" or not message.get("more_body"):
+                        self.body_done = True
+        if self.disconnected:
+            invocation.on_input_error(ProtocolError("the server closed the connection"))
+
+    async def _start_response(self) -> None:
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", content_type(self.version).encode()),
+                    (b"x-restate-server", SERVER_HEADER),
+                ],
+            }
+        )
+
+    async def _send_body(self, data: bytes) -> None:
+        if not self.disconnected:
+            await self.send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def _finish(self, data: bytes) -> None:
+        await self.send({"type": "http.response.body", "body": data, "more_body": False})
+
+    async def _call_handler(self, invocation: Invocation) -> bytes | Failure:
+        machine = self.machine
+        handler = self.handler
+        start = machine.start
+        command = machine.input
+        assert start is not None
+        raw_input = bytes(command.value) if command is not None and command.value else b""
+        request = Request(
+            id=start.debug_id,
+            headers={h.key: h.value for h in command.headers} if command is not None else {},
+            attempt_headers=dict(self.headers),
+            body=raw_input,
+            scope=start.scope,
+            limit_key=start.limit_key,
+            idempotency_key=start.idempotency_key,
+        )
+        ctx = _context_class(handler)(invocation, request)
+        if handler.takes_input:
+            try:
+                argument = handler.input_serde.deserialize(raw_input)
+            except Exception as error:  # noqa: BLE001 - any decode failure is the caller's
+                raise TerminalError(
+                    f"invalid input for {handler.service_name}/{handler.name}: {error}",
+                    status_code=400,
+                ) from error
+        if handler.context_managers:
+            async with contextlib.AsyncExitStack() as stack:
+                for manager in handler.context_managers:
+                    await stack.enter_async_context(manager())
+                result = await (
+                    handler.fn(ctx, argument) if handler.takes_input else handler.fn(ctx)
+                )
+        else:
+            result = await (handler.fn(ctx, argument) if handler.takes_input else handler.fn(ctx))
+        return handler.output_serde.serialize(result)

@@ -1,0 +1,321 @@
+"""The driver of one invocation: runs the handler, its ``ctx.run`` closures, and decides
+when the attempt ends (output, suspension, or an error for the server to retry).
+
+It sits between the journal state machine (which it feeds and asks) and the endpoint
+(which hands it request bytes and sends the bytes it produces). No HTTP here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Generator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from framework._journal import VOID, JournalMismatch, Result, StateMachine
+from framework._protocol import Failure, ProtocolError
+from framework.exceptions import TerminalError
+
+if TYPE_CHECKING:
+    from framework._context import RunOptions
+    from framework.serde import Serde
+
+# Set inside a ctx.run closure (its task or worker thread), so context calls there fail loudly.
+inside_run: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "framework_inside_run", default=None
+)
+
+SendBytes = Callable[[bytes], Awaitable[None]]
+
+
+class Invocation:
+    """One attempt of one invocation, from the first journal entry to the last byte out."""
+
+    def __init__(self, machine: StateMachine, send: SendBytes) -> None:
+        self.machine = machine
+        self._send = send
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._running_runs: dict[int, asyncio.Task[None]] = {}
+        self._ended = False
+        self._handler_task: asyncio.Task[None] | None = None
+        self._output_ready = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def run(self, handler_body: Callable[[], Awaitable[bytes | Failure]]) -> None:
+        """Run the handler to the end of this attempt and flush everything it produced."""
+        self._writer = asyncio.ensure_future(self._write_loop())
+        self._handler_task = asyncio.ensure_future(self._run_handler(handler_body))
+        try:
+            await self._handler_task
+        except asyncio.CancelledError:
+            if not self._ended:
+                raise
+        finally:
+            for task in self._running_runs.values():
+                task.cancel()
+            self._ended = True
+            self._output_ready.set()
+            await self._writer
+
+    async def _run_handler(self, handler_body: Callable[[], Awaitable[bytes | Failure]]) -> None:
+        machine = self.machine
+        try:
+            output = await handler_body()
+        except TerminalError as error:
+            if self._ended:
+                return
+            output = _failure(error)
+        except JournalMismatch as mismatch:
+            self.end_attempt(mismatch.code, str(mismatch), related=mismatch)
+            return
+        except ProtocolError as error:
+            self.end_attempt(error.code, str(error))
+            return
+        except Exception as error:  # noqa: BLE001 - any other failure: the server retries
+            if self._ended:
+                return
+            self.end_attempt(500, f"{type(error).__name__}: {error}", _stacktrace(error))
+            return
+        if self._ended:
+            return
+        try:
+            machine.write_output(output)
+        except JournalMismatch as mismatch:
+            self.end_attempt(mismatch.code, str(mismatch), related=mismatch)
+            return
+        self._ended = True
+        self._output_ready.set()
+
+    def end_attempt(
+        self,
+        code: int,
+        message: str,
+        stacktrace: str = "",
+        *,
+        next_retry_delay_ms: int | None = None,
+        related: JournalMismatch | None = None,
+    ) -> None:
+        """End this attempt with an ErrorMessage; the server decides when to retry."""
+        if self._ended:
+            return
+        self.machine.fail(
+            code, message, stacktrace, next_retry_delay_ms=next_retry_delay_ms, related=related
+        )
+        self._stop_handler()
+
+    def _suspend(self) -> None:
+        self.machine.suspend(self._waiters)
+        self._stop_handler()
+
+    def _stop_handler(self) -> None:
+        self._ended = True
+        self._output_ready.set()
+        task = self._handler_task
+        if task is not None and not task.done():
+            task.cancel()
+
+    async def _write_loop(self) -> None:
+        machine = self.machine
+        ready = self._output_ready
+        while True:
+            await ready.wait()
+            ready.clear()
+            data = machine.take_output()
+            if data:
+                await self._send(data)
+            if self._ended and not machine.has_output:
+                return
+
+    # --- input from the endpoint ---------------------------------------------------------
+
+    def on_input(self) -> None:
+        """New bytes were fed to the machine: wake whoever they complete."""
+        completed = self.machine.newly_completed
+        if completed:
+            waiters = self._waiters
+            for completion_id in completed:
+                waiter = waiters.pop(completion_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            completed.clear()
+        if self.machine.input_closed:
+            self._maybe_suspend()
+
+    def on_input_error(self, error: ProtocolError) -> None:
+        self.end_attempt(error.code, str(error))
+
+    def _maybe_suspend(self) -> None:
+        # Suspend only when the handler waits on durable results that this stream can no
+        # longer bring, and no ctx.run closure is still working towards one of them.
+        if self._ended or not self.machine.input_closed or self._running_runs:
+            return
+        if self._waiters and all(not w.done() for w in self._waiters.values()):
+            self._suspend()
+
+    # --- what durable futures and the context ask ---------------------------------------
+
+    def wait_for(self, completion_id: int) -> asyncio.Future[None]:
+        """A future set when ``completion_id`` resolves (or never, if we suspend first)."""
+        waiter = self._waiters.get(completion_id)
+        if waiter is None:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters[completion_id] = waiter
+        self._output_ready.set()
+        self._maybe_suspend()
+        return waiter
+
+    def wrote(self) -> None:
+        """The machine has output: let the writer pick it up when the handler yields."""
+        self._output_ready.set()
+
+    # --- ctx.run ---------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        completion_id: int,
+        name: str,
+        action: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: RunOptions[Any],
+        serde: Serde[Any],
+    ) -> None:
+        """Execute a run's closure now, in its own task, and propose its outcome."""
+        task = asyncio.ensure_future(
+            self._execute_run(completion_id, name, action, args, kwargs, options, serde)
+        )
+        self._running_runs[completion_id] = task
+
+    async def _execute_run(
+        self,
+        completion_id: int,
+        name: str,
+        action: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: RunOptions[Any],
+        serde: Serde[Any],
+    ) -> None:
+        started = time.monotonic()
+        inside_run.set(name)
+        try:
+            try:
+                if inspect.iscoroutinefunction(action):
+                    value = await action(*args, **kwargs)
+                else:
+                    # A plain function may block: run it in a worker thread, with our
+                    # contextvars, so other invocations keep going meanwhile.
+                    call = functools.partial(action, *args, **kwargs)
+                    context = contextvars.copy_context()
+                    value = await asyncio.get_running_loop().run_in_executor(
+                        None, context.run, call
+                    )
+                    if inspect.isawaitable(value):
+                        value = await value
+                outcome: bytes | Failure = serde.serialize(value)
+            except TerminalError as error:
+                outcome = _failure(error)
+            except Exception as error:  # noqa: BLE001 - retried per the run's policy
+                decision = _retry_decision(self.machine, options, started)
+                if decision is None:
+                    attempts = self._attempt_number()
+                    outcome = Failure(
+                        code=500,
+                        message=f"ctx.run {name!r} gave up after {attempts} attempt"
+                        f"{'s' if attempts != 1 else ''}: {type(error).__name__}: {error}",
+                    )
+                else:
+                    self.end_attempt(
+                        500,
+                        f"ctx.run {name!r} failed: {type(error).__name__}: {error}",
+                        _stacktrace(error),
+                        next_retry_delay_ms=decision if decision >= 0 else None,
+                    )
+                    return
+            if not self._ended:
+                self.machine.propose_run(completion_id, outcome)
+                self._output_ready.set()
+        finally:
+            self._running_runs.pop(completion_id, None)
+            self._maybe_suspend()
+
+    def _attempt_number(self) -> int:
+        start = self.machine.start
+        return (start.retry_count_since_last_stored_entry if start else 0) + 1
+
+
+def _retry_decision(machine: StateMachine, options: RunOptions[Any], started: float) -> int | None:
+    """None when the run's retry policy is exhausted, else the delay (ms) before the next try.
+
+    -1 stands for "no delay of our own": the server's retry policy applies.
+    """
+    start = machine.start
+    retries_so_far = start.retry_count_since_last_stored_entry if start else 0
+    attempt = retries_so_far + 1
+    if options.max_attempts is not None and attempt >= options.max_attempts:
+        return None
+    limit = options.max_duration or options.max_retry_duration
+    if limit is not None:
+        elapsed_ms = (start.duration_since_last_stored_entry if start else 0) + int(
+            (time.monotonic() - started) * 1000
+        )
+        if elapsed_ms >= limit / timedelta(milliseconds=1):
+            return None
+    if options.initial_retry_interval is None:
+        return -1
+    delay = options.initial_retry_interval / timedelta(milliseconds=1)
+    delay *= (options.retry_interval_factor or 2.0) ** retries_so_far
+    if options.max_retry_interval is not None:
+        delay = min(delay, options.max_retry_interval / timedelta(milliseconds=1))
+    return max(0, int(delay))
+
+
+def _failure(error: TerminalError) -> Failure:
+    metadata = [
+        _failure_metadata(key, value) for key, value in error.metadata.items()
+    ]
+    return Failure(code=error.status_code, message=error.message, metadata=metadata)
+
+
+def _failure_metadata(key: str, value: str) -> Any:
+    from framework._protocol import FailureMetadata
+
+    return FailureMetadata(key=key, value=value)
+
+
+def _stacktrace(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))
+
+
+def result_to_value(result: Result, serde: Serde[Any]) -> Any:
+    """Turn a journal result into what the user's await returns (or raises)."""
+    if isinstance(result, bytes):
+        return serde.deserialize(result)
+    if result is VOID:
+        return None
+    if isinstance(result, Failure):
+        raise TerminalError(
+            result.message,
+            status_code=result.code,
+            metadata={m.key: m.value for m in result.metadata} if result.metadata else None,
+        )
+    return result
+
+
+def await_completion(
+    invocation: Invocation, completion_id: int
+) -> Generator[Any, None, Result]:
+    """Yield to the event loop until ``completion_id`` has a result, then return it."""
+    machine = invocation.machine
+    result = machine.result(completion_id)
+    while result is None:
+        yield from invocation.wait_for(completion_id)
+        result = machine.result(completion_id)
+    return result

@@ -1,0 +1,21 @@
+"""The journal layer: one invocation's state machine, sans I/O."""
+
+from framework._journal.machine import (
+    CANCEL_SIGNAL_ID,
+    JOURNAL_MISMATCH,
+    PROTOCOL_VIOLATION,
+    VOID,
+    JournalMismatch,
+    Result,
+    StateMachine,
+)
+
+__all__ = [
+    "CANCEL_SIGNAL_ID",
+    "JOURNAL_MISMATCH",
+    "PROTOCOL_VIOLATION",
+    "VOID",
+    "JournalMismatch",
+    "Result",
+    "StateMachine",
+]

@@ -1,0 +1,487 @@
+"""The journal state machine of one invocation: bytes in, messages out, no I/O.
+
+It bootstraps from StartMessage, buffers the replayed journal, matches each new command
+against the next replayed one (570 on mismatch), hands out completion and signal ids,
+records notifications as they arrive, and encodes whatever the invocation sends back.
+The caller (the invocation driver) decides *when* to call it; this class never waits.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+from collections.abc import Iterable
+from typing import Any, Final
+
+from framework._protocol import (
+    REQUESTED_ACK_FLAG,
+    ClearAllStateCommandMessage,
+    ClearStateCommandMessage,
+    EndMessage,
+    ErrorMessage,
+    Failure,
+    FrameDecoder,
+    Future,
+    GetEagerStateCommandMessage,
+    GetEagerStateKeysCommandMessage,
+    GetLazyStateCommandMessage,
+    GetLazyStateKeysCommandMessage,
+    InputCommandMessage,
+    OutputCommandMessage,
+    ProposeRunCompletionAckMessage,
+    ProposeRunCompletionMessage,
+    ProtocolError,
+    ProtocolVersion,
+    RunCommandMessage,
+    SetStateCommandMessage,
+    SignalNotificationMessage,
+    StartMessage,
+    SuspensionMessage,
+    decode_message,
+    encode_frame,
+    is_command,
+    is_notification,
+)
+
+JOURNAL_MISMATCH: Final = 570
+PROTOCOL_VIOLATION: Final = 571
+
+# Completion ids start at 1 and signal ids below 17 are reserved for built-in signals
+# (1 is CANCEL): awakeables take theirs from 17 up, as every Restate SDK does.
+FIRST_COMPLETION_ID: Final = 1
+FIRST_USER_SIGNAL_ID: Final = 17
+CANCEL_SIGNAL_ID: Final = 1
+
+# FIRST_COMPLETED in the v7 Future tree.
+_FIRST_COMPLETED: Final = 1
+
+
+class _Void:
+    """The result of a notification that carries no value (a fired timer, a missing key)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "VOID"
+
+
+VOID: Final = _Void()
+
+# What a completion or signal resolved to: bytes (a value), VOID, a Failure, an
+# invocation id (str) or a list of state keys.
+Result = bytes | _Void | Failure | str | list[bytes]
+
+
+class JournalMismatch(BaseException):  # noqa: N818
+    """The handler issued a command that differs from the one recorded in the journal.
+
+    A BaseException so that a handler's ``except Exception`` cannot swallow it: the
+    attempt must end with code 570 whatever the user code catches.
+    """
+
+    code = JOURNAL_MISMATCH
+
+    def __init__(self, index: int, expected: Any, actual_type: int, actual_name: str) -> None:
+        self.index = index
+        self.command_type = type(expected).TYPE
+        self.command_name = _name_of(expected)
+        super().__init__(
+            f"journal mismatch at command #{index}: the journal recorded "
+            f"{type(expected).__name__} named {self.command_name!r}, but the handler now issued "
+            f"{_type_name(actual_type)} named {actual_name!r}. Handler code must issue the same "
+            "durable steps, in the same order and with the same names, on every attempt; to "
+            "change a handler's steps, deploy it as a new service revision."
+        )
+
+
+def _name_of(command: Any) -> str:
+    name = getattr(command, "name", None)
+    if name is None:
+        name = getattr(command, "entry_name", "")
+    return str(name)
+
+
+def _type_name(type_id: int) -> str:
+    from framework._protocol import MESSAGE_TYPES
+
+    cls = MESSAGE_TYPES.get(type_id)
+    return cls.__name__ if cls is not None else f"message 0x{type_id:04x}"
+
+
+def _result_of(message: Any) -> Result:
+    """Pick the result out of any notification (they share field numbers, see the spec)."""
+    value = getattr(message, "value", None)
+    if value is not None:
+        return bytes(value)
+    failure = getattr(message, "failure", None)
+    if failure is not None:
+        return failure  # type: ignore[no-any-return]
+    invocation_id = getattr(message, "invocation_id", None)
+    if invocation_id:
+        return str(invocation_id)
+    keys = getattr(message, "state_keys", None)
+    if keys is not None:
+        return list(keys)
+    return VOID
+
+
+class StateMachine:
+    """One invocation's journal, driven by the invocation driver."""
+
+    __slots__ = (
+        "_completion_results",
+        "_decoder",
+        "_next_completion_id",
+        "_next_signal_id",
+        "_outbox",
+        "_partial_state",
+        "_proposed_runs",
+        "_replayed",
+        "_signal_results",
+        "_state",
+        "command_index",
+        "input",
+        "input_closed",
+        "known_entries",
+        "newly_completed",
+        "received_entries",
+        "start",
+        "version",
+    )
+
+    def __init__(self, version: ProtocolVersion, max_message_size: int = 32 * 1024 * 1024) -> None:
+        self.version = version
+        self._decoder = FrameDecoder(max_message_size)
+        self.start: StartMessage | None = None
+        self.input: InputCommandMessage | None = None
+        self.known_entries = 0
+        self.received_entries = 0
+        self.input_closed = False
+        self._replayed: collections.deque[Any] = collections.deque()
+        self._completion_results: dict[int, Result] = {}
+        self._signal_results: dict[int | str, Result] = {}
+        # Completion ids that resolved since the driver last looked: it wakes their waiters.
+        self.newly_completed: list[int] = []
+        self._proposed_runs: dict[int, Result] = {}
+        self._next_completion_id = FIRST_COMPLETION_ID
+        self._next_signal_id = FIRST_USER_SIGNAL_ID
+        self._state: dict[str, bytes | None] = {}
+        self._partial_state = True
+        self._outbox: list[bytes] = []
+        self.command_index = -1
+
+    # --- input -------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        """Feed bytes of the request body; raises ProtocolError on anything malformed."""
+        decoder = self._decoder
+        decoder.feed(data)
+        while (frame := decoder.next_frame()) is not None:
+            type_id, _flags, payload = frame
+            self._on_message(type_id, decode_message(type_id, payload))
+
+    def close_input(self) -> None:
+        """The server closed its side of the stream: nothing more will arrive."""
+        self._decoder.close()
+        self.input_closed = True
+        if not self.ready:
+            raise ProtocolError(
+                "the request ended before the journal was complete: expected "
+                f"{self.known_entries} entries after StartMessage, got {self.received_entries}"
+                if self.start is not None
+                else "the request ended before StartMessage arrived"
+            )
+
+    @property
+    def ready(self) -> bool:
+        """StartMessage and every replayed entry have arrived: the handler may run."""
+        return self.start is not None and self.received_entries >= self.known_entries
+
+    def _on_message(self, type_id: int, message: Any) -> None:
+        if self.start is None:
+            if not isinstance(message, StartMessage):
+                raise ProtocolError(
+                    f"expected StartMessage first, got {type(message).__name__}"
+                )
+            self._bootstrap(message)
+            return
+        replaying = self.received_entries < self.known_entries
+        if is_notification(type_id):
+            if replaying:
+                self.received_entries += 1
+            self._record_notification(message)
+        elif is_command(type_id):
+            if not replaying:
+                raise ProtocolError(
+                    f"received {type(message).__name__} after the replayed journal ended: "
+                    "the server sends commands only while replaying"
+                )
+            self.received_entries += 1
+            if isinstance(message, InputCommandMessage) and self.input is None:
+                self.input = message
+                self.command_index = 0
+            else:
+                self._replayed.append(message)
+        elif isinstance(message, ProposeRunCompletionAckMessage):
+            proposed = self._proposed_runs.pop(message.completion_id, None)
+            if proposed is None:
+                raise ProtocolError(
+                    f"ProposeRunCompletionAck for completion {message.completion_id}, "
+                    "which no run proposed"
+                )
+            self._complete(message.completion_id, proposed)
+        elif type_id >= 0xFC00:
+            # Custom entries are opaque to us; they still count as journal entries.
+            if replaying:
+                self.received_entries += 1
+        else:
+            raise ProtocolError(f"unexpected {type(message).__name__} from the server")
+
+    def _bootstrap(self, start: StartMessage) -> None:
+        self.start = start
+        self.known_entries = start.known_entries
+        self._state = {bytes(e.key).decode("utf-8", "replace"): bytes(e.value) for e in start.state_map}
+        self._partial_state = start.partial_state
+
+    def _record_notification(self, message: Any) -> None:
+        if isinstance(message, SignalNotificationMessage):
+            signal: int | str = message.idx if message.idx is not None else (message.name or "")
+            self._signal_results[signal] = _result_of(message)
+            if isinstance(signal, int):
+                # Signals share the wake-up path with completions under negative ids.
+                self.newly_completed.append(-signal)
+            return
+        self._complete(message.completion_id, _result_of(message))
+
+    def _complete(self, completion_id: int, result: Result) -> None:
+        self._completion_results[completion_id] = result
+        self.newly_completed.append(completion_id)
+
+    # --- what the driver asks ------------------------------------------------------------
+
+    @property
+    def replaying(self) -> bool:
+        """True while the handler is still re-issuing commands recorded in the journal."""
+        return bool(self._replayed)
+
+    def result(self, completion_id: int) -> Result | None:
+        return self._completion_results.get(completion_id)
+
+    def signal_result(self, signal_id: int | str) -> Result | None:
+        return self._signal_results.get(signal_id)
+
+    @property
+    def random_seed(self) -> int:
+        start = self._started()
+        if self.version >= ProtocolVersion.V6 and start.random_seed:
+            return int(start.random_seed)
+        # v5 carries no seed: derive a stable one from the invocation id.
+        return int.from_bytes(hashlib.sha256(bytes(start.id)).digest()[:8], "big")
+
+    def _started(self) -> StartMessage:
+        if self.start is None:
+            raise RuntimeError("the invocation has not started")
+        return self.start
+
+    # --- commands -------------------------------------------------------------------------
+
+    def _command(self, command: Any) -> Any:
+        """Journal one command: match it against the replay, or queue it for sending.
+
+        Returns the replayed command when replaying (its recorded fields win), else None.
+        """
+        self.command_index += 1
+        if self._replayed:
+            recorded = self._replayed.popleft()
+            if type(recorded) is not type(command) or _name_of(recorded) != _name_of(command):
+                raise JournalMismatch(
+                    self.command_index, recorded, type(command).TYPE, _name_of(command)
+                )
+            return recorded
+        self._outbox.append(encode_frame(command))
+        return None
+
+    def _next_completion(self) -> int:
+        completion_id = self._next_completion_id
+        self._next_completion_id += 1
+        return completion_id
+
+    def get_state(self, key: str) -> tuple[Result | None, int]:
+        """Read a state key: (result, 0) when known now, else (None, completion id)."""
+        self.command_index += 1
+        if self._replayed:
+            recorded = self._replayed.popleft()
+            if isinstance(recorded, GetEagerStateCommandMessage):
+                if bytes(recorded.key).decode() != key:
+                    raise JournalMismatch(self.command_index, recorded, recorded.TYPE, key)
+                return (bytes(recorded.value) if recorded.value is not None else VOID), 0
+            if isinstance(recorded, GetLazyStateCommandMessage):
+                self._next_completion_id = max(
+                    self._next_completion_id, recorded.result_completion_id + 1
+                )
+                return self.result(recorded.result_completion_id), recorded.result_completion_id
+            raise JournalMismatch(
+                self.command_index, recorded, GetEagerStateCommandMessage.TYPE, key
+            )
+        encoded_key = key.encode()
+        if key in self._state or not self._partial_state:
+            value = self._state.get(key)
+            eager = GetEagerStateCommandMessage(key=encoded_key, value=value, void=value is None)
+            self._outbox.append(encode_frame(eager))
+            return (value if value is not None else VOID), 0
+        completion_id = self._next_completion()
+        lazy = GetLazyStateCommandMessage(key=encoded_key, result_completion_id=completion_id)
+        self._outbox.append(encode_frame(lazy))
+        return None, completion_id
+
+    def state_keys(self) -> tuple[list[bytes] | None, int]:
+        """List state keys: (keys, 0) when known now, else (None, completion id)."""
+        self.command_index += 1
+        if self._replayed:
+            recorded = self._replayed.popleft()
+            if isinstance(recorded, GetEagerStateKeysCommandMessage):
+                return list(recorded.value or []), 0
+            if isinstance(recorded, GetLazyStateKeysCommandMessage):
+                cid = recorded.result_completion_id
+                self._next_completion_id = max(self._next_completion_id, cid + 1)
+                known = self.result(cid)
+                return (known if isinstance(known, list) else None), cid
+            raise JournalMismatch(
+                self.command_index, recorded, GetEagerStateKeysCommandMessage.TYPE, ""
+            )
+        if not self._partial_state:
+            keys = sorted(k.encode() for k, v in self._state.items() if v is not None)
+            self._outbox.append(encode_frame(GetEagerStateKeysCommandMessage(value=keys)))
+            return keys, 0
+        completion_id = self._next_completion()
+        self._outbox.append(
+            encode_frame(GetLazyStateKeysCommandMessage(result_completion_id=completion_id))
+        )
+        return None, completion_id
+
+    def set_state(self, key: str, value: bytes) -> None:
+        self._command(SetStateCommandMessage(key=key.encode(), value=value))
+        self._state[key] = value
+
+    def clear_state(self, key: str) -> None:
+        self._command(ClearStateCommandMessage(key=key.encode()))
+        self._state[key] = None
+
+    def clear_all_state(self) -> None:
+        self._command(ClearAllStateCommandMessage())
+        self._state = {}
+        self._partial_state = False
+
+    def run(self, name: str) -> tuple[Result | None, int]:
+        """Journal a ctx.run: (recorded result or None, its completion id)."""
+        completion_id = self._next_completion()
+        recorded = self._command(
+            RunCommandMessage(result_completion_id=completion_id, name=name)
+        )
+        if recorded is not None:
+            completion_id = recorded.result_completion_id
+            self._next_completion_id = max(self._next_completion_id, completion_id + 1)
+        return self.result(completion_id), completion_id
+
+    def propose_run(self, completion_id: int, result: bytes | Failure) -> None:
+        """Propose a run's outcome; it counts once the server confirms it (ack or notification)."""
+        if isinstance(result, Failure):
+            proposal = ProposeRunCompletionMessage(
+                result_completion_id=completion_id, failure=result
+            )
+        else:
+            proposal = ProposeRunCompletionMessage(
+                result_completion_id=completion_id, value=result
+            )
+        if self.version >= ProtocolVersion.V7:
+            self._proposed_runs[completion_id] = result
+            self._outbox.append(encode_frame(proposal, requested_ack=True))
+        else:
+            self._outbox.append(encode_frame(proposal))
+
+    def add_command(self, command: Any) -> Any:
+        """Journal any other command (calls, sleeps, ...); returns the recorded one on replay."""
+        return self._command(command)
+
+    def next_completion_id(self) -> int:
+        return self._next_completion()
+
+    def next_signal_id(self) -> int:
+        signal_id = self._next_signal_id
+        self._next_signal_id += 1
+        return signal_id
+
+    # --- endings ----------------------------------------------------------------------------
+
+    def write_output(self, value: bytes | Failure) -> None:
+        if isinstance(value, Failure):
+            self._command(OutputCommandMessage(failure=value))
+        else:
+            self._command(OutputCommandMessage(value=value))
+        self._outbox.append(encode_frame(EndMessage()))
+
+    def suspend(self, completions: Iterable[int], signals: Iterable[int] = ()) -> None:
+        """Tell the server to resume us once any of these completions or signals arrive."""
+        waiting_completions = sorted(set(completions))
+        waiting_signals = sorted(set(signals))
+        if self.version >= ProtocolVersion.V7:
+            message = SuspensionMessage(
+                awaiting_on=Future(
+                    waiting_completions=waiting_completions,
+                    waiting_signals=waiting_signals,
+                    combinator_type=_FIRST_COMPLETED,
+                )
+            )
+        else:
+            message = SuspensionMessage(
+                waiting_completions=waiting_completions, waiting_signals=waiting_signals
+            )
+        self._outbox.append(encode_frame(message))
+
+    def fail(
+        self,
+        code: int,
+        message: str,
+        stacktrace: str = "",
+        *,
+        next_retry_delay_ms: int | None = None,
+        related: JournalMismatch | None = None,
+    ) -> None:
+        """End this attempt with an ErrorMessage: the server retries the invocation."""
+        error = ErrorMessage(
+            code=code,
+            message=message,
+            stacktrace=stacktrace,
+            next_retry_delay=next_retry_delay_ms,
+        )
+        if related is not None:
+            error.related_command_index = related.index
+            error.related_command_name = related.command_name
+            error.related_command_type = related.command_type
+        elif self.command_index >= 0:
+            error.related_command_index = self.command_index
+        self._outbox.append(encode_frame(error))
+
+    def take_output(self) -> bytes:
+        """Everything encoded since the last call, ready for the response body."""
+        if not self._outbox:
+            return b""
+        out = b"".join(self._outbox)
+        self._outbox.clear()
+        return out
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self._outbox)
+
+
+__all__ = [
+    "CANCEL_SIGNAL_ID",
+    "JOURNAL_MISMATCH",
+    "PROTOCOL_VIOLATION",
+    "REQUESTED_ACK_FLAG",
+    "VOID",
+    "JournalMismatch",
+    "Result",
+    "StateMachine",
+]

@@ -1,0 +1,1 @@
+"""Example services to copy: a greeter with durable steps and a counter object."""
