@@ -16,7 +16,6 @@ from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from framework._invocation import Invocation, await_completion, inside_run, result_to_value
-from framework._journal import VOID
 from framework._protocol import SleepCommandMessage
 from framework.serde import DefaultSerde, Serde
 
@@ -182,9 +181,7 @@ class Context:
         machine = self._machine()
         result, completion_id = machine.run(name)
         if result is None:
-            self._invocation.start_run(
-                completion_id, name, action, args, kwargs, options, serde
-            )
+            self._invocation.start_run(completion_id, name, action, args, kwargs, options, serde)
         return RestateDurableFuture(self._invocation, completion_id, serde)
 
     def run(

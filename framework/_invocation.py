@@ -78,7 +78,7 @@ class Invocation:
         except ProtocolError as error:
             self.end_attempt(error.code, str(error))
             return
-        except Exception as error:  # noqa: BLE001 - any other failure: the server retries
+        except Exception as error:
             if self._ended:
                 return
             self.end_attempt(500, f"{type(error).__name__}: {error}", _stacktrace(error))
@@ -222,7 +222,7 @@ class Invocation:
                 outcome: bytes | Failure = serde.serialize(value)
             except TerminalError as error:
                 outcome = _failure(error)
-            except Exception as error:  # noqa: BLE001 - retried per the run's policy
+            except Exception as error:
                 decision = _retry_decision(self.machine, options, started)
                 if decision is None:
                     attempts = self._attempt_number()
@@ -278,9 +278,7 @@ def _retry_decision(machine: StateMachine, options: RunOptions[Any], started: fl
 
 
 def _failure(error: TerminalError) -> Failure:
-    metadata = [
-        _failure_metadata(key, value) for key, value in error.metadata.items()
-    ]
+    metadata = [_failure_metadata(key, value) for key, value in error.metadata.items()]
     return Failure(code=error.status_code, message=error.message, metadata=metadata)
 
 
@@ -309,9 +307,7 @@ def result_to_value(result: Result, serde: Serde[Any]) -> Any:
     return result
 
 
-def await_completion(
-    invocation: Invocation, completion_id: int
-) -> Generator[Any, None, Result]:
+def await_completion(invocation: Invocation, completion_id: int) -> Generator[Any, None, Result]:
     """Yield to the event loop until ``completion_id`` has a result, then return it."""
     machine = invocation.machine
     result = machine.result(completion_id)

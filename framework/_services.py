@@ -170,7 +170,7 @@ class _ServiceBase:
 def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - unresolvable forward refs: fall back to untyped JSON
+    except Exception:
         return {}
 
 
@@ -243,7 +243,13 @@ class Service(_ServiceBase):
             invocation_retry_policy=invocation_retry_policy,
         )
         return self._add(
-            None, name, accept, content_type, input_serde, output_serde, options,
+            None,
+            name,
+            accept,
+            content_type,
+            input_serde,
+            output_serde,
+            options,
             invocation_context_managers,
         )
 
@@ -286,8 +292,14 @@ class VirtualObject(_ServiceBase):
             invocation_retry_policy=invocation_retry_policy,
         )
         return self._add(
-            kind or "exclusive", name, accept, content_type, input_serde, output_serde,
-            options, invocation_context_managers,
+            kind or "exclusive",
+            name,
+            accept,
+            content_type,
+            input_serde,
+            output_serde,
+            options,
+            invocation_context_managers,
         )
 
 
@@ -326,7 +338,13 @@ class Workflow(_ServiceBase):
             invocation_retry_policy=invocation_retry_policy,
         )
         return self._add(
-            "workflow", name, accept, content_type, input_serde, output_serde, options,
+            "workflow",
+            name,
+            accept,
+            content_type,
+            input_serde,
+            output_serde,
+            options,
             invocation_context_managers,
         )
 
@@ -360,7 +378,13 @@ class Workflow(_ServiceBase):
             invocation_retry_policy=invocation_retry_policy,
         )
         return self._add(
-            "shared", name, accept, content_type, input_serde, output_serde, options,
+            "shared",
+            name,
+            accept,
+            content_type,
+            input_serde,
+            output_serde,
+            options,
             invocation_context_managers,
         )
 

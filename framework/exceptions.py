@@ -36,7 +36,7 @@ class RetryableError(Exception):
         self.retry_after = retry_after
 
 
-class SdkInternalBaseException(BaseException):  # noqa: N818 - the official SDK's name
+class SdkInternalBaseException(BaseException):
     """Control flow of the SDK (suspension, attempt ended). Never catch or swallow it.
 
     It derives from BaseException so that ``except Exception`` in user code lets it pass.

@@ -53,6 +53,18 @@ def _context_class(handler: Handler) -> type[Context]:
     return WorkflowContext if handler.kind == "workflow" else WorkflowSharedContext
 
 
+async def _drain(receive: Receive) -> None:
+    """Read (and drop) the rest of the request body.
+
+    Hypercorn's HTTP/2 stream breaks the whole connection when request DATA arrives for a
+    stream whose response already ended, so we never answer before the body is in.
+    """
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
 async def _plain_response(send: Send, status: int, text: str) -> None:
     body = text.encode()
     await send(
@@ -82,32 +94,35 @@ class InvokeEndpoint:
         self.max_message_size = max_message_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         params = scope.get("path_params", {})
         handler = self.handlers.get((params.get("service", ""), params.get("handler", "")))
+        version: ProtocolVersion | None = None
+        status, problem = 0, ""
         if handler is None:
-            await _plain_response(
-                send, 404, f"no handler {params.get('service')}/{params.get('handler')} here"
+            status, problem = (
+                404,
+                f"no handler {params.get('service')}/{params.get('handler')} here",
             )
-            return
-        if scope["method"] != "POST":
-            await _plain_response(send, 405, "invocations are POST requests")
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            version = parse_content_type(headers.get("content-type"))
-        except NotARestateRequest as error:
-            await _plain_response(send, 415, error.message)
-            return
-        except UnsupportedProtocolVersion as error:
-            await _plain_response(send, 415, error.message)
-            return
-        if version > self.max_protocol_version:
-            await _plain_response(
-                send,
-                415,
-                f"protocol v{int(version)} is disabled on this endpoint "
-                f"(it speaks up to v{int(self.max_protocol_version)})",
-            )
+        elif scope["method"] != "POST":
+            status, problem = 405, "invocations are POST requests"
+        else:
+            try:
+                version = parse_content_type(headers.get("content-type"))
+            except (NotARestateRequest, UnsupportedProtocolVersion) as error:
+                status, problem = 415, error.message
+            else:
+                if version > self.max_protocol_version:
+                    status, problem = (
+                        415,
+                        (
+                            f"protocol v{int(version)} is disabled on this endpoint "
+                            f"(it speaks up to v{int(self.max_protocol_version)})"
+                        ),
+                    )
+        if status or handler is None or version is None:
+            await _drain(receive)
+            await _plain_response(send, status, problem)
             return
         await _Pump(handler, version, headers, scope, receive, send, self.max_message_size).run()
 
@@ -174,7 +189,7 @@ class _Pump:
             if reader is not None:
                 try:
                     await asyncio.wait_for(reader, _INPUT_CLOSE_TIMEOUT)
-                except (asyncio.TimeoutError, asyncio.CancelledError):
+                except (TimeoutError, asyncio.CancelledError):
                     reader.cancel()
         if not self.disconnected:
             await self._finish(b"")
@@ -234,7 +249,7 @@ class _Pump:
         if handler.takes_input:
             try:
                 argument = handler.input_serde.deserialize(raw_input)
-            except Exception as error:  # noqa: BLE001 - any decode failure is the caller's
+            except Exception as error:
                 raise TerminalError(
                     f"invalid input for {handler.service_name}/{handler.name}: {error}",
                     status_code=400,

@@ -72,7 +72,7 @@ VOID: Final = _Void()
 Result = bytes | _Void | Failure | str | list[bytes]
 
 
-class JournalMismatch(BaseException):  # noqa: N818
+class JournalMismatch(BaseException):
     """The handler issued a command that differs from the one recorded in the journal.
 
     A BaseException so that a handler's ``except Exception`` cannot swallow it: the
@@ -200,9 +200,7 @@ class StateMachine:
     def _on_message(self, type_id: int, message: Any) -> None:
         if self.start is None:
             if not isinstance(message, StartMessage):
-                raise ProtocolError(
-                    f"expected StartMessage first, got {type(message).__name__}"
-                )
+                raise ProtocolError(f"expected StartMessage first, got {type(message).__name__}")
             self._bootstrap(message)
             return
         replaying = self.received_entries < self.known_entries
@@ -240,7 +238,9 @@ class StateMachine:
     def _bootstrap(self, start: StartMessage) -> None:
         self.start = start
         self.known_entries = start.known_entries
-        self._state = {bytes(e.key).decode("utf-8", "replace"): bytes(e.value) for e in start.state_map}
+        self._state = {
+            bytes(e.key).decode("utf-8", "replace"): bytes(e.value) for e in start.state_map
+        }
         self._partial_state = start.partial_state
 
     def _record_notification(self, message: Any) -> None:
@@ -375,9 +375,7 @@ class StateMachine:
     def run(self, name: str) -> tuple[Result | None, int]:
         """Journal a ctx.run: (recorded result or None, its completion id)."""
         completion_id = self._next_completion()
-        recorded = self._command(
-            RunCommandMessage(result_completion_id=completion_id, name=name)
-        )
+        recorded = self._command(RunCommandMessage(result_completion_id=completion_id, name=name))
         if recorded is not None:
             completion_id = recorded.result_completion_id
             self._next_completion_id = max(self._next_completion_id, completion_id + 1)
@@ -390,9 +388,7 @@ class StateMachine:
                 result_completion_id=completion_id, failure=result
             )
         else:
-            proposal = ProposeRunCompletionMessage(
-                result_completion_id=completion_id, value=result
-            )
+            proposal = ProposeRunCompletionMessage(result_completion_id=completion_id, value=result)
         if self.version >= ProtocolVersion.V7:
             self._proposed_runs[completion_id] = result
             self._outbox.append(encode_frame(proposal, requested_ack=True))

@@ -1,0 +1,869 @@
+"""Run a local restate-server and service processes for development and tests.
+
+``ensure_restate_server`` installs the server binary from npm once (cached per version);
+``RestateServer`` runs it on loopback ports with its data in a (temporary) base dir and talks
+to its admin API; ``ServiceProcess`` serves an ASGI app (``python -m framework serve``) in a
+child process. Standard library only.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import functools
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+__all__ = [
+    "RESTATE_SERVER_VERSION",
+    "RestateServer",
+    "RestateServerError",
+    "ServiceProcess",
+    "ensure_restate_server",
+    "free_port",
+    "live_processes",
+    "port_is_free",
+]
+
+RESTATE_SERVER_VERSION = "1.7.12"
+
+_NPM_PACKAGE = "@restatedev/restate-server"
+_NPM_TIMEOUT = 900.0
+_LOCK_TIMEOUT = 1200.0
+_LOOPBACK = "127.0.0.1"
+_LOOPBACK_NO_PROXY = ("127.0.0.1", "localhost", "::1")
+
+# Talk to loopback directly, whatever HTTP(S)_PROXY says.
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Fans out to every partition: it succeeds once all of them have a leader.
+_READY_SQL = "SELECT count(*) AS n FROM sys_invocation"
+
+
+def _get_ok(url: str) -> None:
+    with _HTTP.open(url, timeout=2.0) as response:
+        if response.status != 200:
+            raise RestateServerError(f"HTTP {response.status}")
+
+
+_ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+def _arrow_schema_field_names(message: bytes) -> list[str]:
+    """The top-level field names in an Arrow IPC ``Message`` whose header is a ``Schema``.
+
+    The message is a flatbuffer (Arrow's Message.fbs / Schema.fbs); only the few tables on the
+    way to the names are walked: Message.header -> Schema.fields[i] -> Field.name.
+    """
+
+    def u16(pos: int) -> int:
+        return int.from_bytes(message[pos : pos + 2], "little")
+
+    def u32(pos: int) -> int:
+        if pos + 4 > len(message):
+            raise ValueError("truncated Arrow schema message")
+        return int.from_bytes(message[pos : pos + 4], "little")
+
+    def slot(table: int, index: int) -> int:
+        """Where field ``index`` of the table at ``table`` is stored (ValueError if absent)."""
+        vtable = table - int.from_bytes(message[table : table + 4], "little", signed=True)
+        entry = 4 + 2 * index
+        offset = u16(vtable + entry) if entry < u16(vtable) else 0
+        if not offset:
+            raise ValueError(f"field {index} missing from an Arrow schema table")
+        return table + offset
+
+    def deref(pos: int) -> int:
+        return pos + u32(pos)
+
+    message_table = deref(0)
+    if message[slot(message_table, 1)] != 1:  # Message.header_type: 1 = Schema
+        raise ValueError("the Arrow stream does not start with a schema")
+    schema = deref(slot(message_table, 2))  # Message.header
+    fields = deref(slot(schema, 1))  # Schema.fields
+    names = []
+    for i in range(u32(fields)):
+        field = deref(fields + 4 + 4 * i)
+        name = deref(slot(field, 0))  # Field.name
+        names.append(message[name + 4 : name + 4 + u32(name)].decode())
+    return names
+
+
+class RestateServerError(RuntimeError):
+    """The restate-server could not be installed, started or asked something."""
+
+
+# -- installing the binary ------------------------------------------------------------------
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("FRAMEWORK_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "framework"
+
+
+def _platform_package() -> str:
+    system = {"linux": "linux", "darwin": "darwin"}.get(sys.platform, sys.platform)
+    machine = platform.machine().lower()
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        machine, machine
+    )
+    return f"restate-server-{system}-{arch}"
+
+
+def _find_binary(prefix: Path) -> Path | None:
+    scope = prefix / "node_modules" / "@restatedev"
+    preferred = scope / _platform_package() / "bin" / "restate-server"
+    if preferred.is_file():
+        return preferred
+    for candidate in sorted(scope.glob("restate-server-*/bin/restate-server")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, timeout: float) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RestateServerError(
+                        f"waited {timeout:.0f}s for the install lock {path}; another process "
+                        "is still installing restate-server. If none is, delete the lock file "
+                        "and try again."
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def ensure_restate_server(version: str = RESTATE_SERVER_VERSION) -> Path:
+    """The path of a restate-server binary, installing it with npm on first use.
+
+    ``$RESTATE_SERVER_BIN`` wins when set. Otherwise the binary is installed into
+    ``$FRAMEWORK_CACHE_DIR/restate-server-<version>`` (default ``~/.cache/framework``), once:
+    concurrent callers wait on a file lock, and later calls find it in place.
+    """
+    configured = os.environ.get("RESTATE_SERVER_BIN")
+    if configured:
+        binary = Path(configured).expanduser()
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            raise RestateServerError(
+                f"RESTATE_SERVER_BIN={configured!r} is not an executable file; point it at a "
+                "restate-server binary or unset it to install one with npm."
+            )
+        return binary
+
+    cache = _cache_dir()
+    prefix = cache / f"restate-server-{version}"
+    found = _find_binary(prefix)
+    if found is not None:
+        return found
+
+    with _file_lock(cache / f"restate-server-{version}.lock", _LOCK_TIMEOUT):
+        found = _find_binary(prefix)  # another process may have installed it meanwhile
+        if found is not None:
+            return found
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RestateServerError(
+                f"npm was not found on PATH, so restate-server {version} cannot be installed. "
+                "Install Node.js (it brings npm), or set RESTATE_SERVER_BIN to a restate-server "
+                "binary."
+            )
+        # Install into a staging dir and rename it into place, so an interrupted install never
+        # leaves a half-written binary where the fast path above would trust it.
+        staging = cache / f".restate-server-{version}.partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        command = [
+            npm,
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--prefix",
+            str(staging),
+            f"{_NPM_PACKAGE}@{version}",
+        ]
+        env = dict(os.environ, DO_NOT_TRACK="1", SCARF_ANALYTICS="false")
+        try:
+            result = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=_NPM_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RestateServerError(
+                f"`{' '.join(command)}` did not finish within {_NPM_TIMEOUT:.0f}s; check the npm "
+                "registry is reachable, or set RESTATE_SERVER_BIN to a restate-server binary."
+            ) from error
+        if result.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RestateServerError(
+                f"`{' '.join(command)}` failed (exit code {result.returncode}); check the npm "
+                "registry is reachable, or set RESTATE_SERVER_BIN to a restate-server binary.\n"
+                f"npm stderr (tail):\n{_tail(result.stderr, 20)}"
+            )
+        if _find_binary(staging) is None:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RestateServerError(
+                f"npm installed {_NPM_PACKAGE}@{version} but no restate-server binary for this "
+                f"platform ({_platform_package()}) came with it; set RESTATE_SERVER_BIN to a "
+                "restate-server binary built for this machine."
+            )
+        shutil.rmtree(prefix, ignore_errors=True)
+        staging.rename(prefix)
+        found = _find_binary(prefix)
+        assert found is not None
+        return found
+
+
+# -- ports ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:``port`` now (TIME_WAIT does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((_LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def _accepts_connections(port: int) -> bool:
+    try:
+        with socket.create_connection((_LOOPBACK, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# -- child processes ------------------------------------------------------------------------
+
+# Children started and not yet reaped, so they can be stopped when this process exits.
+_live: set[_Child] = set()
+
+
+def live_processes() -> list[RestateServer | ServiceProcess]:
+    """The servers and services started from this process that still run (for log dumps)."""
+    return [child for child in list(_live) if isinstance(child, RestateServer | ServiceProcess)]
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for child in list(_live):
+        with contextlib.suppress(Exception):
+            child.stop()
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """On Linux, have the child get SIGTERM when this process dies, even by SIGKILL.
+
+    (Linux sends it when the *thread* that started the child ends: start children from a
+    thread that lives as long as they should, e.g. the main thread.)
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def set_signal() -> None:  # runs in the child between fork and exec
+        import ctypes
+
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+
+    return set_signal
+
+
+def _child_env() -> dict[str, str]:
+    """This process's environment, minus our own settings, plus loopback in NO_PROXY."""
+    env = dict(os.environ)
+    env.pop("RESTATE_SERVER_BIN", None)
+    for name in ("NO_PROXY", "no_proxy"):
+        entries = [e for e in env.get(name, "").split(",") if e]
+        entries += [host for host in _LOOPBACK_NO_PROXY if host not in entries]
+        env[name] = ",".join(entries)
+    return env
+
+
+class _Child:
+    """A child process with its output in a log file; the shared part of the two runners."""
+
+    _name = "process"
+
+    def __init__(self, log_path: Path | None) -> None:
+        self._log_path = log_path
+        self._own_log = log_path is None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_handle: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's PID (None before start and after stop or kill)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def log_path(self) -> Path | None:
+        """Where the child's stdout and stderr go."""
+        return self._log_path
+
+    def log_text(self) -> str:
+        """The child's output so far ("" when there is none)."""
+        if self._log_path is None:
+            return ""
+        try:
+            return self._log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the child's output (read from its last 64 KiB)."""
+        if self._log_path is None:
+            return ""
+        try:
+            with self._log_path.open("rb") as handle:
+                handle.seek(max(0, handle.seek(0, os.SEEK_END) - 65536))
+                return _tail(handle.read().decode(errors="replace"), lines)
+        except FileNotFoundError:
+            return ""
+
+    def running(self) -> bool:
+        """Whether the child process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def _spawn(self, command: list[str], env: dict[str, str], cwd: Path | None) -> None:
+        if self.running():
+            raise RestateServerError(f"{self._name} is already running (pid {self.pid})")
+        if self._log_path is None:
+            fd, name = tempfile.mkstemp(prefix=f"{self._name}-", suffix=".log")
+            os.close(fd)
+            self._log_path = Path(name)
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_handle = self._log_path.open("ab")
+        try:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_handle,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,  # Ctrl-C in a terminal reaches us, not the child
+                preexec_fn=_parent_death_signal(),
+            )
+        except OSError as error:
+            self._close_log()
+            raise RestateServerError(f"could not run {command[0]}: {error}") from error
+        _live.add(self)
+
+    def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> bool:
+        process = self._process
+        if process is None:
+            return True
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+        return True
+
+    def _terminate(self, timeout: float) -> None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL; reaps the child."""
+        if not self._signal_and_wait(signal.SIGTERM, timeout):
+            self._signal_and_wait(signal.SIGKILL, 10.0)
+        self._reaped()
+
+    def _kill(self) -> None:
+        self._signal_and_wait(signal.SIGKILL, 10.0)
+        self._reaped()
+
+    def _reaped(self) -> None:
+        self._process = None
+        _live.discard(self)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+
+    def _exit_code(self) -> int | None:
+        return self._process.poll() if self._process is not None else None
+
+    def stop(self, timeout: float = 10.0) -> None:  # pragma: no cover - overridden
+        self._terminate(timeout)
+
+
+# -- the restate server ---------------------------------------------------------------------
+
+
+class RestateServer(_Child):
+    """A single-node restate-server on loopback ports, for development and tests.
+
+    Ports are picked when first started (or given) and kept by ``restart``; the data lives in
+    ``base_dir``, or in a temporary dir that ``stop`` removes. Extra settings go in ``env``
+    (``RESTATE_...`` variables); the process environment is inherited too. ``start`` returns
+    once ``/health`` answers and every partition has a leader (SQL on ``sys_invocation``
+    works); the log goes to ``log_path``, else next to the data.
+    """
+
+    _name = "restate-server"
+
+    def __init__(
+        self,
+        *,
+        base_dir: Path | None = None,
+        enable_protocol_v7: bool = False,
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+        ingress_port: int | None = None,
+        admin_port: int | None = None,
+        node_port: int | None = None,
+        version: str = RESTATE_SERVER_VERSION,
+    ) -> None:
+        super().__init__(log_path)
+        self._base_dir = Path(base_dir).resolve() if base_dir is not None else None
+        self._temp_root: Path | None = None
+        self.enable_protocol_v7 = enable_protocol_v7
+        self._extra_env = dict(env or {})
+        self.ingress_port = ingress_port
+        self.admin_port = admin_port
+        self.node_port = node_port
+        self._version = version
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def ingress_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the ingress (where services are called)."""
+        return f"http://{_LOOPBACK}:{self._port('ingress', self.ingress_port)}"
+
+    @property
+    def admin_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the admin API (registration, SQL, health)."""
+        return f"http://{_LOOPBACK}:{self._port('admin', self.admin_port)}"
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The server's data directory (None before the first start without a base dir)."""
+        return self._base_dir
+
+    def _port(self, what: str, port: int | None) -> int:
+        if port is None:
+            raise RestateServerError(f"the {what} port is picked on start(); start the server")
+        return port
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the server and wait until its admin API and ingress are healthy."""
+        if self.running():
+            raise RestateServerError(f"restate-server is already running (pid {self.pid})")
+        binary = ensure_restate_server(self._version)
+        created_temp = self._base_dir is None
+        if self._base_dir is None:
+            self._temp_root = Path(tempfile.mkdtemp(prefix="restate-server-"))
+            self._base_dir = self._temp_root / "data"
+            if self._log_path is None:
+                self._log_path = self._temp_root / "restate-server.log"
+                self._own_log = False  # removed with the temp root
+        elif self._log_path is None:
+            self._log_path = self._base_dir / "restate-server.log"
+            self._own_log = False
+        self._base_dir.mkdir(parents=True, exist_ok=True)
+        if self.ingress_port is None:
+            self.ingress_port = free_port()
+        if self.admin_port is None:
+            self.admin_port = free_port()
+        if self.node_port is None:
+            self.node_port = free_port()
+        for what, port in (
+            ("ingress", self.ingress_port),
+            ("admin", self.admin_port),
+            ("node", self.node_port),
+        ):
+            if not port_is_free(port):
+                raise RestateServerError(
+                    f"the {what} port {port} on {_LOOPBACK} is already in use; stop what listens "
+                    "there or let RestateServer pick a free port"
+                )
+
+        env = _child_env()
+        env.update(
+            {
+                "RESTATE_DISABLE_TELEMETRY": "true",
+                "DO_NOT_TRACK": "1",
+                "RESTATE_LOG_DISABLE_ANSI_CODES": "true",
+                # TCP only: no unix sockets under base_dir (their paths have a length limit).
+                "RESTATE_LISTEN_MODE": "tcp",
+            }
+        )
+        env.update(self._extra_env)
+        node = f"{_LOOPBACK}:{self.node_port}"
+        admin = f"{_LOOPBACK}:{self.admin_port}"
+        ingress = f"{_LOOPBACK}:{self.ingress_port}"
+        env.update(
+            {
+                "RESTATE_BIND_ADDRESS": node,
+                "RESTATE_ADVERTISED_ADDRESS": f"http://{node}/",
+                "RESTATE_ADMIN__BIND_ADDRESS": admin,
+                "RESTATE_ADMIN__ADVERTISED_ADMIN_ENDPOINT": f"http://{admin}/",
+                "RESTATE_INGRESS__BIND_ADDRESS": ingress,
+                "RESTATE_INGRESS__ADVERTISED_INGRESS_ENDPOINT": f"http://{ingress}/",
+            }
+        )
+        if self.enable_protocol_v7:
+            env["RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7"] = "true"
+        command = [str(binary), "--no-logo", "--base-dir", str(self._base_dir)]
+        self._spawn(command, env, cwd=self._base_dir)
+        try:
+            self._wait_healthy(timeout)
+        except BaseException:
+            self._kill()
+            if created_temp:
+                self._remove_temp_root()
+            raise
+
+    def _wait_healthy(self, timeout: float) -> None:
+        """Wait for admin and ingress health, then for every partition to be queryable.
+
+        ``/health`` answers 200 before the partitions have leaders (about half a second
+        earlier on a single node); until then SQL on ``sys_*`` tables fails with "node lookup
+        for partition N failed" or "expecting a partition store".
+        """
+        deadline = time.monotonic() + timeout
+        admin_health = f"{self.admin_url}/health"
+        ingress_health = f"{self.ingress_url}/restate/health"
+        checks: list[tuple[str, Callable[[], object]]] = [
+            (f"GET {admin_health}", functools.partial(_get_ok, admin_health)),
+            (f"GET {ingress_health}", functools.partial(_get_ok, ingress_health)),
+            ("a query on sys_invocation", functools.partial(self.query, _READY_SQL, timeout=5.0)),
+        ]
+        for what, check in checks:
+            while True:
+                code = self._exit_code()
+                if code is not None:
+                    raise RestateServerError(
+                        f"restate-server exited with code {code} while starting; its log "
+                        f"({self._log_path}) ends with:\n{self.log_tail()}"
+                    )
+                try:
+                    check()
+                    break
+                except (RestateServerError, urllib.error.URLError, OSError) as error:
+                    last = str(error).splitlines()[0]
+                if time.monotonic() > deadline:
+                    raise RestateServerError(
+                        f"restate-server was not ready within {timeout:.0f}s: {what} kept "
+                        f"failing ({last}); its log ({self._log_path}) ends with:\n"
+                        f"{self.log_tail()}"
+                    )
+                time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout``); removes a temp base dir.
+
+        Safe to call more than once.
+        """
+        self._terminate(timeout)
+        self._remove_temp_root()
+
+    def _remove_temp_root(self) -> None:
+        if self._temp_root is not None:
+            shutil.rmtree(self._temp_root, ignore_errors=True)
+            self._temp_root = None
+            self._base_dir = None
+            self._log_path = None
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash); ``start`` or ``restart`` brings it back with its data."""
+        self._kill()
+
+    def restart(self, timeout: float = 60.0) -> None:
+        """Stop and start again with the same base dir and ports."""
+        self._terminate(10.0)
+        self.start(timeout)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- admin API ---------------------------------------------------------------------------
+
+    def _admin(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        timeout: float = 30.0,
+        retry_connect: float = 0.0,
+    ) -> Any:
+        url = f"{self.admin_url}{path}"
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"accept": "application/json"}
+        if data is not None:
+            headers["content-type"] = "application/json"
+        deadline = time.monotonic() + retry_connect
+        while True:
+            request = urllib.request.Request(url, data=data, method=method, headers=headers)
+            try:
+                with _HTTP.open(request, timeout=timeout) as response:
+                    raw = response.read()
+                break
+            except urllib.error.HTTPError as error:
+                detail = error.read().decode(errors="replace")
+                with contextlib.suppress(ValueError):
+                    detail = json.loads(detail).get("message", detail)
+                raise RestateServerError(
+                    f"{method} {url} failed with HTTP {error.code}: {detail}"
+                ) from None
+            except TimeoutError as error:
+                raise RestateServerError(
+                    f"{method} {url} got no answer within {timeout:.0f}s; the server may be "
+                    "overloaded or stuck. Its log ends with:\n" + self.log_tail(15)
+                ) from error
+            except (urllib.error.URLError, ConnectionError) as error:
+                if time.monotonic() >= deadline:
+                    raise RestateServerError(
+                        f"{method} {url} failed: {getattr(error, 'reason', error)}; is the "
+                        "server running? Its log ends with:\n" + self.log_tail(15)
+                    ) from error
+                time.sleep(0.2)
+        return json.loads(raw) if raw else None
+
+    def register(
+        self,
+        uri: str,
+        *,
+        force: bool = True,
+        use_http_11: bool = False,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        """Register the deployment at ``uri`` (the server runs discovery); returns its answer."""
+        body: dict[str, Any] = {"uri": uri, "force": force}
+        if use_http_11:
+            body["use_http_11"] = True
+        result: dict[str, Any] = self._admin(
+            "POST", "/deployments", body, timeout=timeout, retry_connect=min(timeout, 5.0)
+        )
+        return result
+
+    def query(self, sql: str, *, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Run SQL on the admin query endpoint (``sys_invocation``, ``sys_journal``...).
+
+        Each row has every selected column, in order, with None for SQL NULL. (The server's
+        JSON leaves NULL columns out, so the column names are read from the head of its Arrow
+        answer to the same query.)
+        """
+        result = self._admin("POST", "/query", {"query": sql}, timeout=timeout)
+        rows: list[dict[str, Any]] = result["rows"]
+        if not rows:
+            return rows
+        columns = self._query_columns(sql, timeout)
+        if columns is None:
+            return rows
+        return [{name: row.get(name) for name in columns} for row in rows]
+
+    def _query_columns(self, sql: str, timeout: float) -> list[str] | None:
+        """The result column names of ``sql``, from the schema message the Arrow stream opens with.
+
+        None when they cannot be read (then rows are returned as the server's JSON has them).
+        """
+        request = urllib.request.Request(
+            f"{self.admin_url}/query",
+            data=json.dumps({"query": sql}).encode(),
+            method="POST",
+            headers={"content-type": "application/json", "accept": _ARROW_STREAM},
+        )
+        try:
+            with _HTTP.open(request, timeout=timeout) as response:
+                head = response.read(8)
+                if len(head) < 8:
+                    return None
+                if head[:4] == b"\xff\xff\xff\xff":  # continuation marker (Arrow >= 0.15)
+                    length = int.from_bytes(head[4:8], "little")
+                    message = response.read(length)
+                else:
+                    length = int.from_bytes(head[:4], "little")
+                    message = head[4:] + response.read(max(length - 4, 0))
+            return _arrow_schema_field_names(message)
+        except (urllib.error.URLError, OSError, ValueError, IndexError):
+            return None
+
+    def version(self) -> dict[str, Any]:
+        """``GET /version``: the server version and ``features`` (e.g. ``protocol_v7``)."""
+        result: dict[str, Any] = self._admin("GET", "/version", timeout=10.0)
+        return result
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.running() else "stopped"
+        return (
+            f"<RestateServer {state} ingress={self.ingress_port} admin={self.admin_port} "
+            f"v7={self.enable_protocol_v7}>"
+        )
+
+
+# -- a service in a child process -----------------------------------------------------------
+
+
+class ServiceProcess(_Child):
+    """``python -m framework serve APP_REF`` on 127.0.0.1:``port`` in a child process."""
+
+    _name = "service"
+
+    def __init__(
+        self,
+        app_ref: str,
+        *,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        super().__init__(log_path)
+        self.app_ref = app_ref
+        self.port = port if port is not None else free_port()
+        self._extra_env = dict(env or {})
+        self.cwd = cwd
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``: what to register with the server."""
+        return f"http://{_LOOPBACK}:{self.port}"
+
+    def command(self) -> list[str]:
+        """The command line that serves the app."""
+        return [
+            sys.executable,
+            "-m",
+            "framework",
+            "serve",
+            self.app_ref,
+            "--bind",
+            f"{_LOOPBACK}:{self.port}",
+        ]
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start serving and wait until the port accepts connections."""
+        if self.running():
+            raise RestateServerError(f"{self.app_ref} is already being served (pid {self.pid})")
+        if not port_is_free(self.port):
+            raise RestateServerError(
+                f"port {self.port} on {_LOOPBACK} is already in use; stop what listens there "
+                "or let ServiceProcess pick a free port"
+            )
+        env = _child_env()
+        env["PYTHONUNBUFFERED"] = "1"
+        # The framework package must be importable from the child wherever it runs.
+        package_root = str(Path(__file__).resolve().parents[1])
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if package_root not in paths:
+            paths.append(package_root)
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        env.update(self._extra_env)
+        self._spawn(self.command(), env, cwd=self.cwd)
+        deadline = time.monotonic() + timeout
+        while not _accepts_connections(self.port):
+            code = self._exit_code()
+            if code is not None:
+                log = self.log_tail()
+                self._reaped()
+                raise RestateServerError(
+                    f"serving {self.app_ref} exited with code {code} before listening on "
+                    f"port {self.port}; its output ends with:\n{log}"
+                )
+            if time.monotonic() > deadline:
+                log = self.log_tail()
+                self._kill()
+                raise RestateServerError(
+                    f"serving {self.app_ref} did not listen on port {self.port} within "
+                    f"{timeout:.0f}s; its output ends with:\n{log}"
+                )
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the service (a crash) and reap it; ``start``/``restart`` serve again."""
+        self._kill()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; safe to call more than once."""
+        self._terminate(timeout)
+        if self._own_log and self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
+            self._log_path = None
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Stop (if running) and serve again on the same port."""
+        self._terminate(10.0)
+        self.start(timeout)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.running() else "stopped"
+        return f"<ServiceProcess {self.app_ref} {state} port={self.port}>"

@@ -1,0 +1,109 @@
+"""Fixtures for the whole suite: real restate-servers (v6 and v7) and service child processes.
+
+- ``restate_server`` / ``restate_server_v7``: one server per session each, started on first use
+  (the v7 one with the experimental protocol v7 switch), stopped at the end. Server settings
+  from the environment (``RESTATE_...``) reach both, e.g.
+  ``RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT=0s pytest`` to replay at every await.
+- ``service_process(app_ref, env=None)``: serves ``"tests.module:app"`` in a child process
+  (cwd = repo root) and returns the started ``ServiceProcess``; stopped after the test.
+
+Set ``CI=true`` (or ``FRAMEWORK_TEST_LOGS=1``) to attach server and service log tails to
+failing tests' reports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from framework._devserver import RestateServer, ServiceProcess, live_processes  # noqa: E402
+
+ServiceFactory = Callable[..., ServiceProcess]
+
+
+def _child_pythonpath() -> str:
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(ROOT) not in paths:
+        paths.insert(0, str(ROOT))
+    return os.pathsep.join(paths)
+
+
+def _start_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, *, v7: bool
+) -> RestateServer:
+    log_dir = tmp_path_factory.mktemp(name)
+    server = RestateServer(enable_protocol_v7=v7, log_path=log_dir / "restate-server.log")
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def restate_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestateServer]:
+    """A restate-server with default settings (protocol v6 at most), for the session."""
+    server = _start_server(tmp_path_factory, "restate", v7=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def restate_server_v7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestateServer]:
+    """A restate-server with ``RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7=true``, for the session."""
+    server = _start_server(tmp_path_factory, "restate_v7", v7=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def service_process(tmp_path: Path) -> Iterator[ServiceFactory]:
+    """A factory: ``service_process("tests.mod:app", env={...})`` -> a started ServiceProcess."""
+    started: list[ServiceProcess] = []
+
+    def start(
+        app_ref: str, env: dict[str, str] | None = None, *, port: int | None = None
+    ) -> ServiceProcess:
+        child_env = {"PYTHONPATH": _child_pythonpath(), **(env or {})}
+        name = app_ref.replace(":", "-").replace(".", "_")
+        log_path = tmp_path / f"service-{len(started)}-{name}.log"
+        service = ServiceProcess(app_ref, port=port, env=child_env, log_path=log_path, cwd=ROOT)
+        started.append(service)
+        service.start()
+        return service
+
+    try:
+        yield start
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+def _show_logs() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true") or bool(
+        os.environ.get("FRAMEWORK_TEST_LOGS")
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and _show_logs():
+        for child in live_processes():
+            if isinstance(child, RestateServer):
+                title = "restate-server v7" if child.enable_protocol_v7 else "restate-server"
+            else:
+                title = f"service {child.app_ref}"
+            report.sections.append((f"{title} log tail ({child.log_path})", child.log_tail(60)))
+    return report
