@@ -87,7 +87,7 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.2) -> 
 
 def test_greeter_runs_steps_and_negotiates_the_version(deployment: Deployment) -> None:
     text = deployment.ok("Greeter", "greet", "Ann")
-    answer, n, uid, rnd, now = text.split(" ")
+    answer, n, uid, rnd, now = text.rsplit(" ", 4)
     assert answer == "<greet Ann>"
     assert 0 <= int(n) <= 10
     assert uuid.UUID(uid).version == 4

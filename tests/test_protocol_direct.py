@@ -86,7 +86,7 @@ def test_new_run_is_proposed_then_suspends(endpoint: httpx.Client, version: int)
         ProposeRunCompletionMessage(result_completion_id=1, value=json("<greet Bob>")),
         expected_ack,
     )
-    suspension, flags = frames[2]
+    suspension, _flags = frames[2]
     assert isinstance(suspension, SuspensionMessage) and len(frames) == 3
     if version >= 7:
         assert suspension.awaiting_on is not None
