@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("app", metavar="MODULE:APP", help="e.g. services.app:app")
     run_cmd.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=None,
         metavar="N",
         help=f"port to serve the app on (default {DEFAULT_SERVICE_PORT}, or a free one)",
@@ -81,20 +81,21 @@ def _example_call(app: Any, ingress: str) -> str:
     return line
 
 
-class _Stop:
-    """Set by SIGINT/SIGTERM so the main loop can stop the children in order."""
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
-    def __init__(self) -> None:
-        self.requested = False
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1-65535)")
+    return port
 
 
 def _run(app_ref: str, port: int | None) -> int:
     app = load_app(app_ref)  # fail here, with a clear message, before starting anything
+    # SIGTERM stops us like Ctrl-C does, so the children are always stopped below.
+    signal.signal(signal.SIGTERM, _interrupt)
     state_dir = Path.cwd() / ".restate"
     server = RestateServer(
         base_dir=state_dir,
@@ -111,7 +112,6 @@ def _run(app_ref: str, port: int | None) -> int:
         server.start()
         service.start()
         server.register(service.url)
-        stop = _Stop()
         print(
             f"\n  ingress:  {server.ingress_url}\n"
             f"  admin:    {server.admin_url}   (UI: {server.admin_url}/ui)\n"
@@ -122,18 +122,20 @@ def _run(app_ref: str, port: int | None) -> int:
             flush=True,
         )
         offset = 0
-        while not stop.requested:
-            offset = _echo_new_output(service_log, offset)
-            if not service.running():
-                print(f"\nthe service exited; its log is {service_log}", file=sys.stderr)
-                return 1
-            if not server.running():
-                print(f"\nrestate-server exited; its log is {server.log_path}", file=sys.stderr)
-                return 1
-            time.sleep(0.2)
-        _echo_new_output(service_log, offset)
-        print("\nstopping...", flush=True)
-        return 0
+        try:
+            while True:
+                offset = _echo_new_output(service_log, offset)
+                if not service.running():
+                    print(f"\nthe service exited; its log is {service_log}", file=sys.stderr)
+                    return 1
+                if not server.running():
+                    print(f"\nrestate-server exited; its log is {server.log_path}", file=sys.stderr)
+                    return 1
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            _echo_new_output(service_log, offset)
+            print("\nstopping...", flush=True)
+            return 0
     finally:
         service.stop()
         server.stop()

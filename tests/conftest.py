@@ -37,10 +37,16 @@ def _child_pythonpath() -> str:
 
 
 def _start_server(
-    tmp_path_factory: pytest.TempPathFactory, name: str, *, v7: bool
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *,
+    v7: bool,
+    env: dict[str, str] | None = None,
 ) -> RestateServer:
     log_dir = tmp_path_factory.mktemp(name)
-    server = RestateServer(enable_protocol_v7=v7, log_path=log_dir / "restate-server.log")
+    server = RestateServer(
+        enable_protocol_v7=v7, env=env, log_path=log_dir / "restate-server.log"
+    )
     server.start()
     return server
 
@@ -49,6 +55,27 @@ def _start_server(
 def restate_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestateServer]:
     """A restate-server with default settings (protocol v6 at most), for the session."""
     server = _start_server(tmp_path_factory, "restate", v7=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def restate_server_replaying(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RestateServer]:
+    """A v7 restate-server that suspends at every await that is not complete (so every
+    resume is a full replay) and sends no eager state (so every read is lazy)."""
+    server = _start_server(
+        tmp_path_factory,
+        "restate-replaying",
+        v7=True,
+        env={
+            "RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT": "0s",
+            "RESTATE_WORKER__INVOKER__DISABLE_EAGER_STATE": "true",
+        },
+    )
     try:
         yield server
     finally:

@@ -101,6 +101,11 @@ def make_services(suffix: str) -> list[Service | VirtualObject]:
         return "unreachable once the names differ"
 
     @steps.handler()
+    async def nap(ctx: Context, millis: int) -> str:
+        await ctx.sleep(timedelta(milliseconds=millis))
+        return "rested"
+
+    @steps.handler()
     async def terminal(ctx: Context, message: str) -> str:
         raise TerminalError(message, status_code=418)
 

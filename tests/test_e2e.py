@@ -20,8 +20,12 @@ from framework._devserver import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# suffix of the service names -> (app, server fixture, protocol version it must run on)
 VERSIONS = {"V5": ("app_v5", "restate_server", 5), "V6": ("app_v6", "restate_server", 6),
-            "V7": ("app_v7", "restate_server_v7", 7)}
+            "V7": ("app_v7", "restate_server_v7", 7),
+            # Same services, on a server that suspends at every await and sends no eager
+            # state: every resume is a full replay and every state read is lazy.
+            "R7": ("app_v7", "restate_server_replaying", 7)}
 
 
 class Deployment:
@@ -59,8 +63,9 @@ def deployment(request: pytest.FixtureRequest,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     suffix = request.param
     app_name, server_fixture, version = VERSIONS[suffix]
+    suffix = suffix.replace("R", "V")
     server = request.getfixturevalue(server_fixture)
-    test_dir = tmp_path_factory.mktemp(f"ledger{suffix}")
+    test_dir = tmp_path_factory.mktemp(f"ledger{request.param}")
     service = ServiceProcess(f"tests.e2e_services:{app_name}",
                              env={"FRAMEWORK_TEST_DIR": str(test_dir)},
                              log_path=test_dir / "service.log", cwd=ROOT)
@@ -162,3 +167,9 @@ def test_journal_mismatch_is_reported_as_570(deployment: Deployment) -> None:
     httpx.delete(f"{deployment.server.admin_url}/invocations/{invocation_id}?mode=kill",
                  timeout=10)
     deployment.http = httpx.Client(base_url=deployment.server.ingress_url, timeout=60)
+
+
+def test_durable_sleep(deployment: Deployment) -> None:
+    started = time.monotonic()
+    assert deployment.ok("Steps", "nap", 500) == "rested"
+    assert time.monotonic() - started >= 0.45

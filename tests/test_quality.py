@@ -1,0 +1,25 @@
+"""The package stays type-checked (mypy --strict) and lint-clean (ruff)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_mypy_strict() -> None:
+    result = _run("mypy", "--strict", "framework")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff() -> None:
+    result = _run("ruff", "check", "framework", "services", "tests", "bench")
+    assert result.returncode == 0, result.stdout + result.stderr
