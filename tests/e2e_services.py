@@ -165,3 +165,4 @@ def make_services(suffix: str) -> list[Service | VirtualObject]:
 app_v5 = app(make_services("V5"), max_protocol_version=5)
 app_v6 = app(make_services("V6"), max_protocol_version=6)
 app_v7 = app(make_services("V7"))
+app_h1 = app(make_services("H1"), max_protocol_version=6)

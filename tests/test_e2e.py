@@ -25,7 +25,9 @@ VERSIONS = {"V5": ("app_v5", "restate_server", 5), "V6": ("app_v6", "restate_ser
             "V7": ("app_v7", "restate_server_v7", 7),
             # Same services, on a server that suspends at every await and sends no eager
             # state: every resume is a full replay and every state read is lazy.
-            "R7": ("app_v7", "restate_server_replaying", 7)}
+            "R7": ("app_v7", "restate_server_replaying", 7),
+            # Registered for HTTP/1.1: request/response mode instead of a bidi stream.
+            "H1": ("app_h1", "restate_server", 6)}
 
 
 class Deployment:
@@ -71,7 +73,7 @@ def deployment(request: pytest.FixtureRequest,
                              log_path=test_dir / "service.log", cwd=ROOT)
     service.start()
     try:
-        server.register(service.url)
+        server.register(service.url, use_http_11=suffix == "H1")
         deployment = Deployment(suffix, server, service, test_dir, version)
         yield deployment
         deployment.http.close()
@@ -173,3 +175,13 @@ def test_durable_sleep(deployment: Deployment) -> None:
     started = time.monotonic()
     assert deployment.ok("Steps", "nap", 500) == "rested"
     assert time.monotonic() - started >= 0.45
+
+
+def test_blocking_run_closure_does_not_stall_other_invocations(deployment: Deployment) -> None:
+    response = deployment.http.post(
+        f"/Steps{deployment.suffix}/sync_run_does_not_block/send", content=b"2.0",
+        headers={"content-type": "application/json"})
+    assert response.status_code in (200, 202), response.text
+    started = time.monotonic()
+    deployment.ok("Greeter", "greet", "Bo")
+    assert time.monotonic() - started < 1.5, "a blocking ctx.run closure stalled the endpoint"
