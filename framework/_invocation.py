@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from framework._journal import VOID, JournalMismatch, Result, StateMachine
-from framework._protocol import Failure, ProtocolError
+from framework._protocol import Failure, FailureMetadata, ProtocolError
 from framework.exceptions import TerminalError
 
 if TYPE_CHECKING:
@@ -278,14 +278,8 @@ def _retry_decision(machine: StateMachine, options: RunOptions[Any], started: fl
 
 
 def _failure(error: TerminalError) -> Failure:
-    metadata = [_failure_metadata(key, value) for key, value in error.metadata.items()]
+    metadata = [FailureMetadata(key=key, value=value) for key, value in error.metadata.items()]
     return Failure(code=error.status_code, message=error.message, metadata=metadata)
-
-
-def _failure_metadata(key: str, value: str) -> Any:
-    from framework._protocol import FailureMetadata
-
-    return FailureMetadata(key=key, value=value)
 
 
 def _stacktrace(error: BaseException) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from framework._protocol import (
+    MESSAGE_TYPES,
     REQUESTED_ACK_FLAG,
     ClearAllStateCommandMessage,
     ClearStateCommandMessage,
@@ -102,8 +103,6 @@ def _name_of(command: Any) -> str:
 
 
 def _type_name(type_id: int) -> str:
-    from framework._protocol import MESSAGE_TYPES
-
     cls = MESSAGE_TYPES.get(type_id)
     return cls.__name__ if cls is not None else f"message 0x{type_id:04x}"
 
@@ -247,9 +246,6 @@ class StateMachine:
         if isinstance(message, SignalNotificationMessage):
             signal: int | str = message.idx if message.idx is not None else (message.name or "")
             self._signal_results[signal] = _result_of(message)
-            if isinstance(signal, int):
-                # Signals share the wake-up path with completions under negative ids.
-                self.newly_completed.append(-signal)
             return
         self._complete(message.completion_id, _result_of(message))
 
