@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Generator
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 inside_run: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "framework_inside_run", default=None
 )
+
+logger = logging.getLogger("framework")
 
 SendBytes = Callable[[bytes], Awaitable[None]]
 
@@ -105,6 +108,14 @@ class Invocation:
         """End this attempt with an ErrorMessage; the server decides when to retry."""
         if self._ended:
             return
+        start = self.machine.start
+        logger.warning(
+            "invocation %s: attempt ended with error %d, the server will retry it: %s%s",
+            start.debug_id if start is not None else "?",
+            code,
+            message,
+            f"\n{stacktrace}" if stacktrace else "",
+        )
         self.machine.fail(
             code, message, stacktrace, next_retry_delay_ms=next_retry_delay_ms, related=related
         )
