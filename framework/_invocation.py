@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from framework._journal import VOID, JournalMismatch, Result, StateMachine
 from framework._protocol import Failure, FailureMetadata, ProtocolError
-from framework.exceptions import TerminalError
+from framework.exceptions import RetryableError, TerminalError
 
 if TYPE_CHECKING:
     from framework._context import RunOptions
@@ -80,6 +80,15 @@ class Invocation:
             return
         except ProtocolError as error:
             self.end_attempt(error.code, str(error))
+            return
+        except RetryableError as error:
+            delay = error.retry_after
+            self.end_attempt(
+                error.status_code,
+                error.message,
+                _stacktrace(error),
+                next_retry_delay_ms=None if delay is None else int(delay.total_seconds() * 1000),
+            )
             return
         except Exception as error:
             if self._ended:

@@ -16,6 +16,7 @@ from framework import (
     Context,
     ObjectContext,
     ObjectSharedContext,
+    RetryableError,
     RunOptions,
     Service,
     TerminalError,
@@ -99,6 +100,13 @@ def make_services(suffix: str) -> list[Service | VirtualObject]:
         if attempt == 1:
             raise RuntimeError("fail so that the next attempt replays the journal")
         return "unreachable once the names differ"
+
+    @steps.handler()
+    async def retry_later(ctx: Context, key: str) -> int:
+        attempt = _append(f"{key}.later", "attempt")
+        if attempt == 1:
+            raise RetryableError("not yet", retry_after=timedelta(milliseconds=700))
+        return attempt
 
     @steps.handler()
     async def nap(ctx: Context, millis: int) -> str:

@@ -185,3 +185,9 @@ def test_blocking_run_closure_does_not_stall_other_invocations(deployment: Deplo
     started = time.monotonic()
     deployment.ok("Greeter", "greet", "Bo")
     assert time.monotonic() - started < 1.5, "a blocking ctx.run closure stalled the endpoint"
+
+
+def test_retryable_error_sets_the_next_retry_delay(deployment: Deployment) -> None:
+    started = time.monotonic()
+    assert deployment.ok("Steps", "retry_later", f"later-{uuid.uuid4().hex[:8]}") == 2
+    assert time.monotonic() - started >= 0.6, "the retry came before retry_after"
