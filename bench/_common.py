@@ -1,0 +1,157 @@
+"""Shared pieces of the benchmarks: the official SDK's venv, service processes, CPU readings.
+
+The official SDK (``restate-sdk``) runs from its own venv, ``bench/.venv-official``, created
+here on first use. Every service is served by the same hypercorn settings
+(``framework._serve.hypercorn_config``): ours by ``python -m framework serve``, the official
+one by ``bench/serve_official.py`` in its venv, the ceiling by ``python -m framework serve``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from framework._devserver import ServiceProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+OFFICIAL_VENV = BENCH / ".venv-official"
+OFFICIAL_REQUIREMENTS = [
+    "restate-sdk==1.2.0",
+    "hypercorn",
+    "h2",
+    "httpx",
+    # framework._serve (the shared hypercorn settings) is imported through the framework
+    # package, which needs these:
+    "msgspec",
+    "starlette",
+    "anyio",
+]
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def official_python() -> Path:
+    """The official venv's interpreter, creating the venv (pip install) when it is missing."""
+    python = OFFICIAL_VENV / "bin" / "python"
+    probe = [str(python), "-c", "import restate, hypercorn, msgspec, starlette"]
+    if python.exists() and subprocess.run(probe, capture_output=True, timeout=60).returncode == 0:
+        return python
+    print(f"creating {OFFICIAL_VENV} (restate-sdk==1.2.0) ...", flush=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(OFFICIAL_VENV)], check=True, timeout=300)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *OFFICIAL_REQUIREMENTS],
+        check=True,
+        timeout=900,
+    )
+    subprocess.run(probe, check=True, timeout=60)
+    return python
+
+
+class BenchService(ServiceProcess):
+    """A ``ServiceProcess`` that may run another interpreter or serve script.
+
+    ``python=None`` serves with ``python -m framework serve`` (our venv); otherwise
+    ``PYTHON bench/serve_official.py APP_REF --bind ...``.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        app_ref: str,
+        *,
+        python: Path | None = None,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        super().__init__(app_ref, env=env, log_path=log_path, cwd=ROOT)
+        self.label = label
+        self.python = python
+
+    def command(self) -> list[str]:
+        if self.python is None:
+            return super().command()
+        script = str(BENCH / "serve_official.py")
+        return [str(self.python), script, self.app_ref, "--bind", f"127.0.0.1:{self.port}"]
+
+
+def ours_service(log_path: Path, prefix: str = "") -> BenchService:
+    """Our framework serving ``bench.handlers:app``."""
+    env = {"BENCH_SDK": "framework", "BENCH_PREFIX": prefix}
+    return BenchService("ours", "bench.handlers:app", env=env, log_path=log_path)
+
+
+def official_service(log_path: Path, prefix: str = "") -> BenchService:
+    """The official SDK serving ``bench.handlers:app`` from its own venv."""
+    env = {"BENCH_SDK": "official", "BENCH_PREFIX": prefix}
+    return BenchService(
+        "official", "bench.handlers:app", python=official_python(), env=env, log_path=log_path
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as handle:
+        stat = handle.read()
+    # The command name (field 2) may hold spaces; the fields after its ')' are fixed.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / _CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU seconds a set of processes spent between ``start`` and ``stop``."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+        self.wall = 0.0
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        self.wall = time.perf_counter() - self._t0
+        self.used = {
+            name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()
+        }
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``, interpolated."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[round(q * 1000) - 1]
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table with right-aligned columns (the first left-aligned)."""
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        parts = [
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        return "  ".join(parts)
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule, *[line(row) for row in cells[1:]]])
+
+
+def ratio(a: float, b: float) -> str:
+    """``a / b`` as ``1.23x`` (``-`` when ``b`` is zero)."""
+    return f"{a / b:.2f}x" if b else "-"
