@@ -1,9 +1,9 @@
 """Shared pieces of the benchmarks: the official SDK's venv, service processes, CPU readings.
 
 The official SDK (``restate-sdk``) runs from its own venv, ``bench/.venv-official``, created
-here on first use. Every service is served by the same hypercorn settings
-(``framework._serve.hypercorn_config``): ours by ``python -m framework serve``, the official
-one by ``bench/serve_official.py`` in its venv, the ceiling by ``python -m framework serve``.
+here on first use (or by ``.venv/bin/python bench/_common.py``). Every service is served by
+the same hypercorn settings (``framework._serve.hypercorn_config``): ours and the ceiling by
+``python -m framework serve``, the official SDK by ``bench/serve_official.py`` in its venv.
 """
 
 from __future__ import annotations
@@ -46,11 +46,17 @@ def official_python() -> Path:
     print(f"creating {OFFICIAL_VENV} (restate-sdk==1.2.0) ...", flush=True)
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", str(OFFICIAL_VENV)], check=True, timeout=300)
-    subprocess.run(
+    install = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", *OFFICIAL_REQUIREMENTS],
-        check=True,
+        capture_output=True,
+        text=True,
         timeout=900,
     )
+    if install.returncode != 0:
+        raise RuntimeError(
+            f"pip install into {OFFICIAL_VENV} failed (exit {install.returncode}):\n"
+            + (install.stdout + install.stderr)[-3000:]
+        )
     subprocess.run(probe, check=True, timeout=60)
     return python
 
@@ -122,9 +128,7 @@ class CpuMeter:
 
     def stop(self) -> None:
         self.wall = time.perf_counter() - self._t0
-        self.used = {
-            name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()
-        }
+        self.used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -143,8 +147,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
     def line(row: list[str]) -> str:
         parts = [
-            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
-            for i, cell in enumerate(row)
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
         ]
         return "  ".join(parts)
 
@@ -155,3 +158,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def ratio(a: float, b: float) -> str:
     """``a / b`` as ``1.23x`` (``-`` when ``b`` is zero)."""
     return f"{a / b:.2f}x" if b else "-"
+
+
+if __name__ == "__main__":
+    print(official_python())

@@ -134,8 +134,7 @@ class RawClient:
         try:
             writer.write(
                 f"POST {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
-                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-                .encode()
+                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
                 + body
             )
             head = await reader.readuntil(b"\r\n\r\n")
@@ -168,7 +167,7 @@ class RawClient:
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
         if size == 0:

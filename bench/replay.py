@@ -66,8 +66,12 @@ class BenchFailure(RuntimeError):
     """An endpoint answered something other than the expected Output + End."""
 
 
-def build_journal(n: int) -> bytes:
-    """The whole request body replaying ``steps(n)``."""
+def build_journal(n: int, offset: int = 0) -> bytes:
+    """The whole request body replaying ``steps(n)``; step i's journaled result is i+offset.
+
+    With ``offset`` 0 the journal holds what ``step_fn`` returns; another offset checks that
+    an SDK answers from the journal rather than by running the steps again.
+    """
     start = StartMessage(
         id=bytes(range(16)), debug_id="inv_bench_replay", known_entries=1 + 2 * n, random_seed=7
     )
@@ -75,7 +79,9 @@ def build_journal(n: int) -> bytes:
     for i in range(n):
         messages.append(RunCommandMessage(result_completion_id=i + 1, name=f"step-{i}"))
         messages.append(
-            RunCompletionNotificationMessage(completion_id=i + 1, value=msgspec.json.encode(i))
+            RunCompletionNotificationMessage(
+                completion_id=i + 1, value=msgspec.json.encode(i + offset)
+            )
         )
     return b"".join(encode_frame(m) for m in messages)
 
@@ -211,9 +217,13 @@ async def measure(args: argparse.Namespace, services: list[BenchService]) -> int
         small = 5
         warm_body, warm_sum = build_journal(small), msgspec.json.encode(sum(range(small)))
         k = args.concurrency
+        offset_body = build_journal(small, offset=1000)
+        offset_sum = msgspec.json.encode(sum(range(small)) + 1000 * small)
         for label, pool in clients.items():
             want = CANNED_VALUE if label == "ceiling" else warm_sum
             await drive(pool, warm_body, want, f"{label} (warm-up, N={small})", k, 0.5, k)
+            want = CANNED_VALUE if label == "ceiling" else offset_sum
+            await drive(pool, offset_body, want, f"{label} (journaled values)", 1, 0, 1)
             for n in args.n:
                 await drive(pool, bodies[n], expected(label, n), f"{label} N={n}", 1, 0, 1)
         print(
