@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Generator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from framework._journal import VOID, JournalMismatch, Result, StateMachine
 from framework._protocol import Failure, FailureMetadata, ProtocolError
@@ -243,20 +243,20 @@ class Invocation:
             except TerminalError as error:
                 outcome = _failure(error)
             except Exception as error:
-                decision = _retry_decision(self.machine, options, started)
-                if decision is None:
-                    attempts = self._attempt_number()
+                retry = _next_retry(self.machine, options, started)
+                if retry.exhausted:
+                    plural = "s" if retry.attempt != 1 else ""
                     outcome = Failure(
                         code=500,
-                        message=f"ctx.run {name!r} gave up after {attempts} attempt"
-                        f"{'s' if attempts != 1 else ''}: {type(error).__name__}: {error}",
+                        message=f"ctx.run {name!r} gave up after {retry.attempt} attempt"
+                        f"{plural}: {type(error).__name__}: {error}",
                     )
                 else:
                     self.end_attempt(
                         500,
                         f"ctx.run {name!r} failed: {type(error).__name__}: {error}",
                         _stacktrace(error),
-                        next_retry_delay_ms=decision if decision >= 0 else None,
+                        next_retry_delay_ms=retry.delay_ms,
                     )
                     return
             if not self._ended:
@@ -266,35 +266,35 @@ class Invocation:
             self._running_runs.pop(completion_id, None)
             self._maybe_suspend()
 
-    def _attempt_number(self) -> int:
-        start = self.machine.start
-        return (start.retry_count_since_last_stored_entry if start else 0) + 1
+
+class _Retry(NamedTuple):
+    """What a run's retry policy says after a failed attempt."""
+
+    attempt: int  # the attempt that just failed, counting from 1
+    exhausted: bool  # record the failure as a TerminalError instead of retrying
+    delay_ms: int | None  # delay before the next attempt; None = the server's policy
 
 
-def _retry_decision(machine: StateMachine, options: RunOptions[Any], started: float) -> int | None:
-    """None when the run's retry policy is exhausted, else the delay (ms) before the next try.
-
-    -1 stands for "no delay of our own": the server's retry policy applies.
-    """
+def _next_retry(machine: StateMachine, options: RunOptions[Any], started: float) -> _Retry:
     start = machine.start
     retries_so_far = start.retry_count_since_last_stored_entry if start else 0
     attempt = retries_so_far + 1
     if options.max_attempts is not None and attempt >= options.max_attempts:
-        return None
+        return _Retry(attempt, True, None)
     limit = options.max_duration or options.max_retry_duration
     if limit is not None:
         elapsed_ms = (start.duration_since_last_stored_entry if start else 0) + int(
             (time.monotonic() - started) * 1000
         )
         if elapsed_ms >= limit / timedelta(milliseconds=1):
-            return None
+            return _Retry(attempt, True, None)
     if options.initial_retry_interval is None:
-        return -1
+        return _Retry(attempt, False, None)
     delay = options.initial_retry_interval / timedelta(milliseconds=1)
     delay *= (options.retry_interval_factor or 2.0) ** retries_so_far
     if options.max_retry_interval is not None:
         delay = min(delay, options.max_retry_interval / timedelta(milliseconds=1))
-    return max(0, int(delay))
+    return _Retry(attempt, False, max(0, int(delay)))
 
 
 def _failure(error: TerminalError) -> Failure:
