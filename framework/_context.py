@@ -66,7 +66,11 @@ class RestateDurableFuture(Generic[T], Awaitable[T]):
         self._serde = serde
 
     def __await__(self) -> Generator[Any, None, T]:
-        result = yield from await_completion(self._invocation, self._completion_id)
+        invocation = self._invocation
+        # On replay the result is usually known already: skip the waiting generator.
+        result = invocation.machine.result(self._completion_id)
+        if result is None:
+            result = yield from await_completion(invocation, self._completion_id)
         return result_to_value(result, self._serde)  # type: ignore[no-any-return]
 
     def is_completed(self) -> bool:
