@@ -4,18 +4,23 @@ The public surface mirrors the official Restate Python SDK (``restate-sdk``): a 
 module written for it runs here after changing its imports.
 """
 
+from framework._combinators import as_completed, gather, select, wait_completed
 from framework._context import (
     Context,
+    DurablePromise,
     ObjectContext,
     ObjectSharedContext,
     Request,
+    RestateDurableCallFuture,
     RestateDurableFuture,
     RestateDurableSleepFuture,
     RunOptions,
+    SendHandle,
     WorkflowContext,
     WorkflowSharedContext,
 )
 from framework._endpoint import RestateApp, app
+from framework._logging import RestateLoggingFilter, getLogger
 from framework._services import InvocationRetryPolicy, Service, VirtualObject, Workflow
 from framework.exceptions import (
     RetryableError,
@@ -29,6 +34,7 @@ __all__ = [
     "BytesSerde",
     "Context",
     "DefaultSerde",
+    "DurablePromise",
     "InvocationRetryPolicy",
     "JsonSerde",
     "MsgspecJsonSerde",
@@ -36,11 +42,14 @@ __all__ = [
     "ObjectSharedContext",
     "Request",
     "RestateApp",
+    "RestateDurableCallFuture",
     "RestateDurableFuture",
     "RestateDurableSleepFuture",
+    "RestateLoggingFilter",
     "RetryableError",
     "RunOptions",
     "SdkInternalBaseException",
+    "SendHandle",
     "Serde",
     "Service",
     "TerminalError",
@@ -49,5 +58,10 @@ __all__ = [
     "WorkflowContext",
     "WorkflowSharedContext",
     "app",
+    "as_completed",
+    "gather",
+    "getLogger",
     "is_internal_exception",
+    "select",
+    "wait_completed",
 ]

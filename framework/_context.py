@@ -13,13 +13,30 @@ import uuid as _uuid
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
 
-from framework._invocation import Invocation, await_completion, inside_run, result_to_value
-from framework._protocol import SleepCommandMessage
-from framework.serde import DefaultSerde, Serde
+from framework._invocation import Invocation, await_result, inside_run, result_to_value
+from framework._journal import Key, StateMachine
+from framework._protocol import (
+    AttachInvocationCommandMessage,
+    CallCommandMessage,
+    CompleteAwakeableCommandMessage,
+    CompletePromiseCommandMessage,
+    Failure,
+    GetPromiseCommandMessage,
+    Header,
+    OneWayCallCommandMessage,
+    PeekPromiseCommandMessage,
+    SleepCommandMessage,
+)
+from framework.serde import BytesSerde, DefaultSerde, Serde
+
+if TYPE_CHECKING:
+    from framework._services import Handler
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - the official SDK's name for a handler's input type
+O = TypeVar("O")  # noqa: E741 - and for its output type
 P = ParamSpec("P")
 
 
@@ -58,23 +75,24 @@ class Request:
 class RestateDurableFuture(Generic[T], Awaitable[T]):
     """The result of a durable step; awaiting an already-known result costs no loop turn."""
 
-    __slots__ = ("_completion_id", "_invocation", "_serde")
+    __slots__ = ("_invocation", "_key", "_serde")
 
-    def __init__(self, invocation: Invocation, completion_id: int, serde: Serde[T]) -> None:
+    def __init__(self, invocation: Invocation, key: Key, serde: Serde[T]) -> None:
         self._invocation = invocation
-        self._completion_id = completion_id
+        self._key = key
         self._serde = serde
 
     def __await__(self) -> Generator[Any, None, T]:
         invocation = self._invocation
         # On replay the result is usually known already: skip the waiting generator.
-        result = invocation.machine.result(self._completion_id)
+        result = invocation.machine.resolve_one(self._key)
         if result is None:
-            result = yield from await_completion(invocation, self._completion_id)
+            result = yield from await_result(invocation, self._key)
         return result_to_value(result, self._serde)  # type: ignore[no-any-return]
 
     def is_completed(self) -> bool:
-        return self._invocation.machine.result(self._completion_id) is not None
+        """Whether awaiting this future returns (or raises) without waiting."""
+        return self._invocation.machine.result(self._key) is not None
 
 
 class _CompletedFuture(RestateDurableFuture[T]):
@@ -99,6 +117,148 @@ class RestateDurableSleepFuture(RestateDurableFuture[None]):
     __slots__ = ()
 
 
+class RestateDurableCallFuture(RestateDurableFuture[T]):
+    """The result of a call to another handler, and the id of the invocation it started."""
+
+    __slots__ = ("_invocation_id_key",)
+
+    def __init__(
+        self, invocation: Invocation, key: Key, serde: Serde[T], invocation_id_key: Key
+    ) -> None:
+        super().__init__(invocation, key, serde)
+        self._invocation_id_key = invocation_id_key
+
+    async def invocation_id(self) -> str:
+        """The id of the called invocation (``inv_...``)."""
+        return str(await _Result(self._invocation, self._invocation_id_key))
+
+    async def cancel_invocation(self) -> None:
+        """Cancel the called invocation: ``ctx.cancel_invocation(await f.invocation_id())``."""
+        invocation_id = await self.invocation_id()
+        self._invocation.machine.cancel_invocation(invocation_id)
+        self._invocation.wrote()
+
+
+class SendHandle:
+    """What a one-way send returns: the id of the invocation it started."""
+
+    __slots__ = ("_invocation", "_invocation_id_key")
+
+    def __init__(self, invocation: Invocation, invocation_id_key: Key) -> None:
+        self._invocation = invocation
+        self._invocation_id_key = invocation_id_key
+
+    async def invocation_id(self) -> str:
+        """The id of the invocation this send started (``inv_...``)."""
+        return str(await _Result(self._invocation, self._invocation_id_key))
+
+    async def cancel_invocation(self) -> None:
+        """Cancel the invocation this send started."""
+        invocation_id = await self.invocation_id()
+        self._invocation.machine.cancel_invocation(invocation_id)
+        self._invocation.wrote()
+
+
+class _Result:
+    """Awaits a notification's raw journal result."""
+
+    __slots__ = ("_invocation", "_key")
+
+    def __init__(self, invocation: Invocation, key: Key) -> None:
+        self._invocation = invocation
+        self._key = key
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        result = yield from await_result(self._invocation, self._key)
+        return result_to_value(result, _NONE_SERDE)
+
+
+class DurablePromise(Generic[T]):
+    """A workflow's named promise: resolved once (by any of its handlers or from outside),
+    awaited by any of them; it lives as long as the workflow."""
+
+    def __init__(self, name: str, serde: Serde[T] | None = None) -> None:
+        self.name = name
+        self.serde: Serde[T] = serde if serde is not None else DefaultSerde()
+
+    def resolve(self, value: T) -> Awaitable[None]:
+        raise NotImplementedError  # pragma: no cover - the server-side promise overrides
+
+    def reject(self, message: str, code: int = 500) -> Awaitable[None]:
+        raise NotImplementedError  # pragma: no cover
+
+    def peek(self) -> Awaitable[T | None]:
+        raise NotImplementedError  # pragma: no cover
+
+    def value(self) -> RestateDurableFuture[T]:
+        raise NotImplementedError  # pragma: no cover
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.value().__await__()
+
+
+class _WorkflowPromise(DurablePromise[T]):
+    __slots__ = ("_context",)
+
+    def __init__(self, context: Context, name: str, serde: Serde[T]) -> None:
+        super().__init__(name, serde)
+        self._context = context
+
+    def value(self) -> RestateDurableFuture[T]:
+        """Wait until the promise is resolved and return its value (raise if rejected)."""
+        context = self._context
+        machine = context._machine()
+        completion_id = machine.next_completion_id()
+        recorded = machine.add_command(
+            GetPromiseCommandMessage(key=self.name, result_completion_id=completion_id)
+        )
+        return RestateDurableFuture(
+            context._invocation, _recorded_id(recorded, completion_id), self.serde
+        )
+
+    def peek(self) -> RestateDurableFuture[T | None]:
+        """The promise's value if it is resolved already, else None (raise if rejected)."""
+        context = self._context
+        machine = context._machine()
+        completion_id = machine.next_completion_id()
+        recorded = machine.add_command(
+            PeekPromiseCommandMessage(key=self.name, result_completion_id=completion_id)
+        )
+        return RestateDurableFuture(
+            context._invocation,
+            _recorded_id(recorded, completion_id),
+            self.serde,  # type: ignore[arg-type]
+        )
+
+    def resolve(self, value: T) -> RestateDurableFuture[None]:
+        """Resolve the promise; awaiting the result raises if it was completed already."""
+        return self._complete(self.serde.serialize(value))
+
+    def reject(self, message: str, code: int = 500) -> RestateDurableFuture[None]:
+        """Reject the promise: whoever awaits it gets a TerminalError(message, code)."""
+        return self._complete(Failure(code=code, message=message))
+
+    def _complete(self, outcome: bytes | Failure) -> RestateDurableFuture[None]:
+        context = self._context
+        machine = context._machine()
+        completion_id = machine.next_completion_id()
+        command = CompletePromiseCommandMessage(key=self.name, result_completion_id=completion_id)
+        if isinstance(outcome, Failure):
+            command.completion_failure = outcome
+        else:
+            command.completion_value = outcome
+        recorded = machine.add_command(command)
+        context._invocation.wrote()
+        return RestateDurableFuture(
+            context._invocation, _recorded_id(recorded, completion_id), _NONE_SERDE
+        )
+
+
+def _recorded_id(recorded: Any, completion_id: int) -> int:
+    """The completion id the journal recorded for a command (ours when it is new)."""
+    return completion_id if recorded is None else int(recorded.result_completion_id)
+
+
 class Context:
     """The context of a service handler."""
 
@@ -109,7 +269,7 @@ class Context:
         self._request = request
         self._random: _random.Random | None = None
 
-    def _machine(self) -> Any:
+    def _machine(self) -> StateMachine:
         name = inside_run.get()
         if name is not None:
             raise RuntimeError(
@@ -183,8 +343,8 @@ class Context:
         if options.type_hint is not None and isinstance(serde, DefaultSerde):
             serde = serde.with_maybe_type(options.type_hint)
         machine = self._machine()
-        result, completion_id = machine.run(name)
-        if result is None:
+        must_execute, completion_id = machine.run(name)
+        if must_execute:
             self._invocation.start_run(completion_id, name, action, args, kwargs, options, serde)
         return RestateDurableFuture(self._invocation, completion_id, serde)
 
@@ -217,11 +377,318 @@ class Context:
                 wake_up_time=wake_up, result_completion_id=completion_id, name=name or ""
             )
         )
+        self._invocation.wrote()
+        return RestateDurableSleepFuture(
+            self._invocation, _recorded_id(recorded, completion_id), _NONE_SERDE
+        )
+
+    # --- calling other handlers ------------------------------------------------------------
+
+    def service_call(
+        self,
+        tpe: HandlerType[I, O],
+        arg: I,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        """Call a Service handler and get a future of its result."""
+        target = _target(tpe, "service", "service_call")
+        return self._call(target, None, arg, idempotency_key, headers)
+
+    def service_send(
+        self,
+        tpe: HandlerType[I, O],
+        arg: I,
+        send_delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        """Start a Service handler without waiting for it (after ``send_delay``, if set)."""
+        target = _target(tpe, "service", "service_send")
+        return self._send(target, None, arg, send_delay, idempotency_key, headers)
+
+    def object_call(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        """Call a VirtualObject handler on the object ``key``."""
+        target = _target(tpe, "object", "object_call")
+        return self._call(target, key, arg, idempotency_key, headers)
+
+    def object_send(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        send_delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        """Send to a VirtualObject handler; sends to one key arrive in program order."""
+        target = _target(tpe, "object", "object_send")
+        return self._send(target, key, arg, send_delay, idempotency_key, headers)
+
+    def workflow_call(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        """Call a Workflow handler of the workflow with id ``key``."""
+        target = _target(tpe, "workflow", "workflow_call")
+        return self._call(target, key, arg, idempotency_key, headers)
+
+    def workflow_send(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        send_delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        """Send to a Workflow handler (e.g. start its main handler) without waiting."""
+        target = _target(tpe, "workflow", "workflow_send")
+        return self._send(target, key, arg, send_delay, idempotency_key, headers)
+
+    def generic_call(
+        self,
+        service: str,
+        handler: str,
+        arg: bytes,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[bytes]:
+        """Call any handler by name with raw bytes; the future gives raw bytes back."""
+        target = _Target(service, handler, _BYTES_SERDE, _BYTES_SERDE)
+        return self._call(target, key, arg, idempotency_key, headers)
+
+    def generic_send(
+        self,
+        service: str,
+        handler: str,
+        arg: bytes,
+        key: str | None = None,
+        send_delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        """Send raw bytes to any handler by name."""
+        target = _Target(service, handler, _BYTES_SERDE, _BYTES_SERDE)
+        return self._send(target, key, arg, send_delay, idempotency_key, headers)
+
+    def _call(
+        self,
+        target: _Target,
+        key: str | None,
+        arg: Any,
+        idempotency_key: str | None,
+        headers: dict[str, str] | None,
+    ) -> RestateDurableCallFuture[Any]:
+        machine = self._machine()
+        invocation_id_key = machine.next_completion_id()
+        result_key = machine.next_completion_id()
+        recorded = machine.add_command(
+            CallCommandMessage(
+                service_name=target.service,
+                handler_name=target.handler,
+                parameter=target.input_serde.serialize(arg),
+                headers=_headers(headers),
+                key=key or "",
+                idempotency_key=idempotency_key,
+                invocation_id_notification_idx=invocation_id_key,
+                result_completion_id=result_key,
+            )
+        )
         if recorded is not None:
-            completion_id = recorded.result_completion_id
-        else:
-            self._invocation.wrote()
-        return RestateDurableSleepFuture(self._invocation, completion_id, _NONE_SERDE)
+            invocation_id_key = recorded.invocation_id_notification_idx
+            result_key = recorded.result_completion_id
+        invocation = self._invocation
+        invocation.track_child_call(invocation_id_key)
+        invocation.wrote()
+        return RestateDurableCallFuture(
+            invocation, result_key, target.output_serde, invocation_id_key
+        )
+
+    def _send(
+        self,
+        target: _Target,
+        key: str | None,
+        arg: Any,
+        send_delay: timedelta | None,
+        idempotency_key: str | None,
+        headers: dict[str, str] | None,
+    ) -> SendHandle:
+        machine = self._machine()
+        invocation_id_key = machine.next_completion_id()
+        invoke_time = 0
+        if send_delay:
+            invoke_time = int(_time.time() * 1000 + send_delay / timedelta(milliseconds=1))
+        recorded = machine.add_command(
+            OneWayCallCommandMessage(
+                service_name=target.service,
+                handler_name=target.handler,
+                parameter=target.input_serde.serialize(arg),
+                invoke_time=invoke_time,
+                headers=_headers(headers),
+                key=key or "",
+                idempotency_key=idempotency_key,
+                invocation_id_notification_idx=invocation_id_key,
+            )
+        )
+        if recorded is not None:
+            invocation_id_key = recorded.invocation_id_notification_idx
+        self._invocation.wrote()
+        return SendHandle(self._invocation, invocation_id_key)
+
+    def cancel_invocation(self, invocation_id: str) -> None:
+        """Cancel another invocation: it sees TerminalError(409) at its next await."""
+        if not invocation_id:
+            raise ValueError("cancel_invocation needs an invocation id (inv_...)")
+        self._machine().cancel_invocation(invocation_id)
+        self._invocation.wrote()
+
+    def attach_invocation(
+        self,
+        invocation_id: str,
+        serde: Serde[T] | None = None,
+        type_hint: type[T] | None = None,
+    ) -> RestateDurableFuture[T]:
+        """Wait for another invocation's result (it must have been started with an
+        idempotency key, or be a workflow, or have been sent)."""
+        if not invocation_id:
+            raise ValueError("attach_invocation needs an invocation id (inv_...)")
+        machine = self._machine()
+        completion_id = machine.next_completion_id()
+        recorded = machine.add_command(
+            AttachInvocationCommandMessage(
+                invocation_id=invocation_id, result_completion_id=completion_id
+            )
+        )
+        self._invocation.wrote()
+        return RestateDurableFuture(
+            self._invocation, _recorded_id(recorded, completion_id), _serde_for(serde, type_hint)
+        )
+
+    # --- awakeables and signals ------------------------------------------------------------
+
+    def awakeable(
+        self, serde: Serde[T] | None = None, type_hint: type[T] | None = None
+    ) -> tuple[str, RestateDurableFuture[T]]:
+        """A future that something outside completes: hand out the id, await the future.
+
+        Resolve it from another handler with ``ctx.resolve_awakeable(id, value)`` or over
+        HTTP with ``POST {ingress}/restate/awakeables/{id}/resolve``.
+        """
+        machine = self._machine()
+        signal_id = machine.next_signal_id()
+        return machine.awakeable_id(signal_id), RestateDurableFuture(
+            self._invocation, -signal_id, _serde_for(serde, type_hint)
+        )
+
+    def resolve_awakeable(self, name: str, value: I, serde: Serde[I] | None = None) -> None:
+        """Complete the awakeable ``name`` (an id from ``ctx.awakeable()``) with ``value``."""
+        payload = _serde_for(serde, type(value)).serialize(value)
+        self._machine().add_command(
+            CompleteAwakeableCommandMessage(awakeable_id=name, value=payload)
+        )
+        self._invocation.wrote()
+
+    def reject_awakeable(self, name: str, failure_message: str, failure_code: int = 500) -> None:
+        """Fail the awakeable ``name``: its awaiter gets TerminalError(failure_message)."""
+        failure = Failure(code=failure_code, message=failure_message)
+        self._machine().add_command(
+            CompleteAwakeableCommandMessage(awakeable_id=name, failure=failure)
+        )
+        self._invocation.wrote()
+
+    def signal(
+        self, name: str, serde: Serde[T] | None = None, type_hint: type[T] | None = None
+    ) -> RestateDurableFuture[T]:
+        """A future of the named signal ``name`` sent to this invocation with
+        ``ctx.resolve_signal(invocation_id, name, value)``."""
+        self._machine()
+        return RestateDurableFuture(self._invocation, name, _serde_for(serde, type_hint))
+
+    def resolve_signal(
+        self, invocation_id: str, name: str, value: I, serde: Serde[I] | None = None
+    ) -> None:
+        """Send the named signal ``name`` with ``value`` to another invocation."""
+        payload = _serde_for(serde, type(value)).serialize(value)
+        self._machine().send_signal(invocation_id, name, payload)
+        self._invocation.wrote()
+
+    def reject_signal(
+        self, invocation_id: str, name: str, failure_message: str, failure_code: int = 500
+    ) -> None:
+        """Fail the named signal ``name`` of another invocation."""
+        failure = Failure(code=failure_code, message=failure_message)
+        self._machine().send_signal(invocation_id, name, failure)
+        self._invocation.wrote()
+
+
+HandlerType = Callable[[Any, I], Awaitable[O]] | Callable[[Any], Awaitable[O]] | str
+
+
+class _Target(NamedTuple):
+    service: str
+    handler: str
+    input_serde: Serde[Any]
+    output_serde: Serde[Any]
+
+
+_KIND_NAMES = {"service": "a Service", "object": "a VirtualObject", "workflow": "a Workflow"}
+
+
+def _target(tpe: Any, kind: str, method: str) -> _Target:
+    """Who a call goes to: a decorated handler function, or ``"Service/handler"``."""
+    if isinstance(tpe, str):
+        service, sep, handler = tpe.partition("/")
+        if not sep or not service or not handler or "/" in handler:
+            raise ValueError(
+                f"ctx.{method}({tpe!r}, ...): name a handler as 'Service/handler', or pass "
+                "the decorated handler function itself"
+            )
+        return _Target(service, handler, _DEFAULT_SERDE, _DEFAULT_SERDE)
+    handler_info: Handler | None = getattr(tpe, "__restate_handler__", None)
+    if handler_info is None:
+        raise TypeError(
+            f"ctx.{method} needs a handler: pass a function decorated with @service.handler() "
+            f"(or a 'Service/handler' string), not {tpe!r}"
+        )
+    if handler_info.service_kind != kind:
+        actual = handler_info.service_kind
+        args = "(handler, arg)" if actual == "service" else "(handler, key, arg)"
+        raise TypeError(
+            f"ctx.{method}: {handler_info.service_name}.{handler_info.name} is a handler of "
+            f"{_KIND_NAMES[actual]}, call it with ctx.{actual}_call{args} or "
+            f"ctx.{actual}_send{args}"
+        )
+    return _Target(
+        handler_info.service_name,
+        handler_info.name,
+        handler_info.input_serde,
+        handler_info.output_serde,
+    )
+
+
+def _headers(headers: dict[str, str] | None) -> list[Header]:
+    return [Header(key=k, value=v) for k, v in headers.items()] if headers else []
+
+
+def _serde_for(serde: Serde[T] | None, type_hint: Any) -> Serde[T]:
+    if serde is None:
+        serde = DefaultSerde()
+    if isinstance(serde, DefaultSerde) and type_hint is not None:
+        return serde.with_maybe_type(type_hint)
+    return serde
 
 
 class _NoneSerde(Serde[None]):
@@ -233,6 +700,7 @@ class _NoneSerde(Serde[None]):
 
 
 _NONE_SERDE = _NoneSerde()
+_BYTES_SERDE = BytesSerde()
 
 
 class ObjectSharedContext(Context):
@@ -269,21 +737,8 @@ class ObjectSharedContext(Context):
 
 
 async def _keys_future(invocation: Invocation, completion_id: int) -> list[str]:
-    result = await _Completion(invocation, completion_id)
+    result = await _Result(invocation, completion_id)
     return [k.decode() for k in result] if isinstance(result, list) else []
-
-
-class _Completion:
-    """Awaits a completion's raw journal result."""
-
-    __slots__ = ("_completion_id", "_invocation")
-
-    def __init__(self, invocation: Invocation, completion_id: int) -> None:
-        self._invocation = invocation
-        self._completion_id = completion_id
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return (yield from await_completion(self._invocation, self._completion_id))
 
 
 class ObjectContext(ObjectSharedContext):
@@ -314,25 +769,40 @@ _DEFAULT_SERDE: DefaultSerde[Any] = DefaultSerde()
 
 
 class WorkflowSharedContext(ObjectSharedContext):
-    """The context of a workflow's shared handlers."""
+    """The context of a workflow's shared handlers: read its state, use its promises."""
 
     __slots__ = ()
+
+    def promise(
+        self, name: str, serde: Serde[T] | None = None, type_hint: type[T] | None = None
+    ) -> DurablePromise[T]:
+        """The workflow's durable promise ``name`` (shared with the main handler)."""
+        return _WorkflowPromise(self, name, _serde_for(serde, type_hint))
 
 
 class WorkflowContext(ObjectContext):
-    """The context of a workflow's main handler."""
+    """The context of a workflow's main handler (runs once per workflow id)."""
 
     __slots__ = ()
+
+    def promise(
+        self, name: str, serde: Serde[T] | None = None, type_hint: type[T] | None = None
+    ) -> DurablePromise[T]:
+        """The workflow's durable promise ``name`` (shared with its other handlers)."""
+        return _WorkflowPromise(self, name, _serde_for(serde, type_hint))
 
 
 __all__ = [
     "Context",
+    "DurablePromise",
     "ObjectContext",
     "ObjectSharedContext",
     "Request",
+    "RestateDurableCallFuture",
     "RestateDurableFuture",
     "RestateDurableSleepFuture",
     "RunOptions",
+    "SendHandle",
     "WorkflowContext",
     "WorkflowSharedContext",
 ]

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Generator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from framework._journal import VOID, JournalMismatch, Result, StateMachine
+from framework._journal import VOID, JournalMismatch, Key, Result, StateMachine
+from framework._logging import current_invocation
 from framework._protocol import Failure, FailureMetadata, ProtocolError
 from framework.exceptions import RetryableError, TerminalError
 
@@ -35,14 +36,37 @@ logger = logging.getLogger("framework")
 
 SendBytes = Callable[[bytes], Awaitable[None]]
 
+CANCELLED_STATUS = 409
+
+
+class _Await:
+    """One pending await of the handler: on one key, the first of several, or all of them."""
+
+    __slots__ = ("cancellable", "keys", "require_all", "waiter")
+
+    def __init__(
+        self,
+        keys: tuple[Key, ...],
+        require_all: bool,
+        cancellable: bool,
+        waiter: asyncio.Future[None],
+    ) -> None:
+        self.keys = keys
+        self.require_all = require_all
+        self.cancellable = cancellable
+        self.waiter = waiter
+
 
 class Invocation:
     """One attempt of one invocation, from the first journal entry to the last byte out."""
 
-    def __init__(self, machine: StateMachine, send: SendBytes) -> None:
+    def __init__(self, machine: StateMachine, send: SendBytes, target: str = "") -> None:
         self.machine = machine
+        self.target = target  # "Service/handler", for logs
         self._send = send
-        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._awaits: list[_Await] = []
+        # Invocation-id keys of the calls made so far: cancelling us cancels them too.
+        self._child_calls: list[Key] = []
         self._running_runs: dict[int, asyncio.Task[None]] = {}
         self._ended = False
         self._handler_task: asyncio.Task[None] | None = None
@@ -69,6 +93,7 @@ class Invocation:
 
     async def _run_handler(self, handler_body: Callable[[], Awaitable[bytes | Failure]]) -> None:
         machine = self.machine
+        current_invocation.set(self)
         try:
             output = await handler_body()
         except TerminalError as error:
@@ -131,7 +156,10 @@ class Invocation:
         self._stop_handler()
 
     def _suspend(self) -> None:
-        self.machine.suspend(self._waiters)
+        awaits = self._awaits
+        self.machine.suspend(
+            [(a.keys, a.require_all) for a in awaits], any(a.cancellable for a in awaits)
+        )
         self._stop_handler()
 
     def _stop_handler(self) -> None:
@@ -156,44 +184,96 @@ class Invocation:
     # --- input from the endpoint ---------------------------------------------------------
 
     def on_input(self) -> None:
-        """New bytes were fed to the machine: wake whoever they complete."""
-        completed = self.machine.newly_completed
-        if completed:
-            waiters = self._waiters
-            for completion_id in completed:
-                waiter = waiters.pop(completion_id, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
-            completed.clear()
-        if self.machine.input_closed:
-            self._maybe_suspend()
+        """New bytes were fed to the machine: wake the awaits they complete."""
+        self._progress()
 
     def on_input_error(self, error: ProtocolError) -> None:
         self.end_attempt(error.code, str(error))
 
+    def _progress(self) -> None:
+        """Reveal queued notifications one by one until some pending await can return.
+
+        Stopping at the first await that can return (rather than revealing everything
+        received) is what makes a replay see exactly what the first run saw.
+        """
+        machine = self.machine
+        awaits = self._awaits
+        while awaits:
+            woken = False
+            for pending in list(awaits):
+                waiter = pending.waiter
+                if waiter.done():  # the awaiting task was cancelled
+                    awaits.remove(pending)
+                elif machine.satisfied(pending.keys, pending.require_all, pending.cancellable):
+                    awaits.remove(pending)
+                    waiter.set_result(None)
+                    woken = True
+            if woken:
+                if awaits and machine.has_queued:
+                    # Let the woken tasks run first, then serve the remaining awaits.
+                    asyncio.get_running_loop().call_soon(self._progress)
+                return
+            if not machine.pop_notification():
+                break
+        self._maybe_suspend()
+
     def _maybe_suspend(self) -> None:
         # Suspend only when the handler waits on durable results that this stream can no
         # longer bring, and no ctx.run closure is still working towards one of them.
-        if self._ended or not self.machine.input_closed or self._running_runs:
+        if (
+            self._ended
+            or not self.machine.input_closed
+            or self._running_runs
+            or self.machine.has_queued
+        ):
             return
-        if self._waiters and all(not w.done() for w in self._waiters.values()):
+        if self._awaits:
             self._suspend()
 
     # --- what durable futures and the context ask ---------------------------------------
 
-    def wait_for(self, completion_id: int) -> asyncio.Future[None]:
-        """A future set when ``completion_id`` resolves (or never, if we suspend first)."""
-        waiter = self._waiters.get(completion_id)
-        if waiter is None:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters[completion_id] = waiter
+    def wait(
+        self, keys: tuple[Key, ...], require_all: bool, cancellable: bool
+    ) -> asyncio.Future[None]:
+        """A future set when the await can return (or never, if we suspend first)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._awaits.append(_Await(keys, require_all, cancellable, waiter))
         self._output_ready.set()
-        self._maybe_suspend()
+        self._progress()
         return waiter
 
     def wrote(self) -> None:
         """The machine has output: let the writer pick it up when the handler yields."""
         self._output_ready.set()
+
+    def track_child_call(self, invocation_id_key: Key) -> None:
+        self._child_calls.append(invocation_id_key)
+
+    def await_keys(
+        self, keys: tuple[Key, ...], require_all: bool = False, cancellable: bool = True
+    ) -> Generator[Any, None, None]:
+        """Yield to the event loop until the await on ``keys`` can return.
+
+        A cancellation of this invocation interrupts a cancellable await: the calls it
+        made are cancelled too and the await raises TerminalError(409).
+        """
+        machine = self.machine
+        while not machine.resolve(keys, require_all, cancellable):
+            yield from self.wait(keys, require_all, cancellable)
+        if cancellable and machine.cancel_requested:
+            yield from self._cancelled()
+
+    def _cancelled(self) -> Generator[Any, None, None]:
+        machine = self.machine
+        machine.take_cancel()
+        for key in self._child_calls:
+            yield from self.await_keys((key,), cancellable=False)
+            invocation_id = machine.result(key)
+            if isinstance(invocation_id, str):
+                machine.cancel_invocation(invocation_id)
+        self._child_calls.clear()
+        self.wrote()
+        raise TerminalError("cancelled", status_code=CANCELLED_STATUS)
 
     # --- ctx.run ---------------------------------------------------------------------------
 
@@ -264,7 +344,8 @@ class Invocation:
                 self._output_ready.set()
         finally:
             self._running_runs.pop(completion_id, None)
-            self._maybe_suspend()
+            if not self._running_runs and not self._ended:
+                self._progress()
 
 
 class _Retry(NamedTuple):
@@ -321,11 +402,11 @@ def result_to_value(result: Result, serde: Serde[Any]) -> Any:
     return result
 
 
-def await_completion(invocation: Invocation, completion_id: int) -> Generator[Any, None, Result]:
-    """Yield to the event loop until ``completion_id`` has a result, then return it."""
-    machine = invocation.machine
-    result = machine.result(completion_id)
-    while result is None:
-        yield from invocation.wait_for(completion_id)
-        result = machine.result(completion_id)
+def await_result(invocation: Invocation, key: Key) -> Generator[Any, None, Result]:
+    """Yield to the event loop until ``key`` has a result, then return it."""
+    result = invocation.machine.resolve_one(key)
+    if result is None:
+        yield from invocation.await_keys((key,))
+        result = invocation.machine.result(key)
+        assert result is not None
     return result

@@ -177,7 +177,9 @@ class _Pump:
         if self.disconnected:
             return
         await self._start_response()
-        invocation = Invocation(machine, self._send_body)
+        invocation = Invocation(
+            machine, self._send_body, f"{self.handler.service_name}/{self.handler.name}"
+        )
         reader = None
         if not self.body_done:
             reader = asyncio.ensure_future(self._read_loop(invocation))

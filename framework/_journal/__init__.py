@@ -6,6 +6,7 @@ from framework._journal.machine import (
     PROTOCOL_VIOLATION,
     VOID,
     JournalMismatch,
+    Key,
     Result,
     StateMachine,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "PROTOCOL_VIOLATION",
     "VOID",
     "JournalMismatch",
+    "Key",
     "Result",
     "StateMachine",
 ]

@@ -8,6 +8,7 @@ The caller (the invocation driver) decides *when* to call it; this class never w
 
 from __future__ import annotations
 
+import base64
 import collections
 import hashlib
 from collections.abc import Iterable
@@ -34,6 +35,7 @@ from framework._protocol import (
     ProtocolError,
     ProtocolVersion,
     RunCommandMessage,
+    SendSignalCommandMessage,
     SetStateCommandMessage,
     SignalNotificationMessage,
     StartMessage,
@@ -52,9 +54,16 @@ PROTOCOL_VIOLATION: Final = 571
 FIRST_COMPLETION_ID: Final = 1
 FIRST_USER_SIGNAL_ID: Final = 17
 CANCEL_SIGNAL_ID: Final = 1
+AWAKEABLE_ID_PREFIX: Final = "sign_1"
 
-# FIRST_COMPLETED in the v7 Future tree.
+# Combinator types of the v7 Future tree.
 _FIRST_COMPLETED: Final = 1
+_ALL_COMPLETED: Final = 2
+
+# A notification's key: a completion id (> 0), a signal index negated (< 0), or the name of
+# a named signal (str). One flat key space keeps the hot path (completion ids) allocation free.
+Key = int | str
+CANCEL_KEY: Final = -CANCEL_SIGNAL_ID
 
 
 class _Void:
@@ -82,14 +91,17 @@ class JournalMismatch(BaseException):
 
     code = JOURNAL_MISMATCH
 
-    def __init__(self, index: int, expected: Any, actual_type: int, actual_name: str) -> None:
+    def __init__(
+        self, index: int, expected: Any, actual_type: int, actual_name: str, actual_target: str = ""
+    ) -> None:
         self.index = index
         self.command_type = type(expected).TYPE
         self.command_name = _name_of(expected)
         super().__init__(
             f"journal mismatch at command #{index}: the journal recorded "
-            f"{type(expected).__name__} named {self.command_name!r}, but the handler now issued "
-            f"{_type_name(actual_type)} named {actual_name!r}. Handler code must issue the same "
+            f"{type(expected).__name__} named {self.command_name!r}{_target_of(expected)}, but "
+            f"the handler now issued {_type_name(actual_type)} named {actual_name!r}"
+            f"{actual_target}. Handler code must issue the same "
             "durable steps, in the same order and with the same names, on every attempt; to "
             "change a handler's steps, deploy it as a new service revision."
         )
@@ -100,6 +112,15 @@ def _name_of(command: Any) -> str:
     if name is None:
         name = getattr(command, "entry_name", "")
     return str(name)
+
+
+def _target_of(command: Any) -> str:
+    """ " to Service/handler" for calls, "" for everything else."""
+    service = getattr(command, "service_name", None)
+    if service is None:
+        return ""
+    key = f" (key {command.key!r})" if command.key else ""
+    return f" to {service}/{command.handler_name}{key}"
 
 
 def _type_name(type_id: int) -> str:
@@ -124,25 +145,48 @@ def _result_of(message: Any) -> Result:
     return VOID
 
 
+def _future_of(keys: tuple[Key, ...], *, require_all: bool) -> Future:
+    future = Future(combinator_type=_ALL_COMPLETED if require_all else _FIRST_COMPLETED)
+    _add_keys(future, keys)
+    return future
+
+
+def _add_keys(future: Future, keys: tuple[Key, ...]) -> None:
+    for key in keys:
+        if isinstance(key, str):
+            future.waiting_named_signals.append(key)
+        elif key < 0:
+            future.waiting_signals.append(-key)
+        else:
+            future.waiting_completions.append(key)
+
+
+def _dedupe(future: Future) -> None:
+    future.waiting_completions = sorted(set(future.waiting_completions))
+    future.waiting_signals = sorted(set(future.waiting_signals))
+    future.waiting_named_signals = sorted(set(future.waiting_named_signals))
+
+
 class StateMachine:
     """One invocation's journal, driven by the invocation driver."""
 
     __slots__ = (
-        "_completion_results",
+        "_cancel_taken",
         "_decoder",
         "_next_completion_id",
         "_next_signal_id",
         "_outbox",
         "_partial_state",
         "_proposed_runs",
+        "_queue",
+        "_ready",
         "_replayed",
-        "_signal_results",
+        "_results",
         "_state",
         "command_index",
         "input",
         "input_closed",
         "known_entries",
-        "newly_completed",
         "received_entries",
         "start",
         "version",
@@ -157,10 +201,13 @@ class StateMachine:
         self.received_entries = 0
         self.input_closed = False
         self._replayed: collections.deque[Any] = collections.deque()
-        self._completion_results: dict[int, Result] = {}
-        self._signal_results: dict[int | str, Result] = {}
-        # Completion ids that resolved since the driver last looked: it wakes their waiters.
-        self.newly_completed: list[int] = []
+        # Notifications wait in _queue, in arrival (= journal) order, and move to _ready only
+        # when an await needs them: what a handler sees at each await then depends on the
+        # journal alone, so replays take the same branches as the first run did.
+        self._results: dict[Key, Result] = {}
+        self._queue: collections.deque[Key] = collections.deque()
+        self._ready: set[Key] = set()
+        self._cancel_taken = False
         self._proposed_runs: dict[int, Result] = {}
         self._next_completion_id = FIRST_COMPLETION_ID
         self._next_signal_id = FIRST_USER_SIGNAL_ID
@@ -244,14 +291,17 @@ class StateMachine:
 
     def _record_notification(self, message: Any) -> None:
         if isinstance(message, SignalNotificationMessage):
-            signal: int | str = message.idx if message.idx is not None else (message.name or "")
-            self._signal_results[signal] = _result_of(message)
+            key: Key = -message.idx if message.idx is not None else (message.name or "")
+            self._complete(key, _result_of(message))
             return
         self._complete(message.completion_id, _result_of(message))
 
-    def _complete(self, completion_id: int, result: Result) -> None:
-        self._completion_results[completion_id] = result
-        self.newly_completed.append(completion_id)
+    def _complete(self, key: Key, result: Result) -> None:
+        # The first notification for a key wins: the server never sends two, and a
+        # duplicate must not change what the handler may already have seen.
+        if key not in self._results:
+            self._results[key] = result
+            self._queue.append(key)
 
     # --- what the driver asks ------------------------------------------------------------
 
@@ -260,11 +310,65 @@ class StateMachine:
         """True while the handler is still re-issuing commands recorded in the journal."""
         return bool(self._replayed)
 
-    def result(self, completion_id: int) -> Result | None:
-        return self._completion_results.get(completion_id)
+    def result(self, key: Key) -> Result | None:
+        """The result of a notification the handler has reached, or None."""
+        return self._results[key] if key in self._ready else None
 
-    def signal_result(self, signal_id: int | str) -> Result | None:
-        return self._signal_results.get(signal_id)
+    def received(self, key: Key) -> bool:
+        """Whether the notification has arrived at all (reached by the handler or not)."""
+        return key in self._results
+
+    @property
+    def has_queued(self) -> bool:
+        return bool(self._queue)
+
+    def pop_notification(self) -> bool:
+        """Make the oldest queued notification visible; False when none is queued."""
+        if not self._queue:
+            return False
+        self._ready.add(self._queue.popleft())
+        return True
+
+    def satisfied(self, keys: tuple[Key, ...], require_all: bool, cancellable: bool) -> bool:
+        """Whether an await on ``keys`` can return now (or a cancellation interrupts it)."""
+        ready = self._ready
+        if cancellable and not self._cancel_taken and CANCEL_KEY in ready:
+            return True
+        if require_all:
+            return all(key in ready for key in keys)
+        return any(key in ready for key in keys)
+
+    def resolve(self, keys: tuple[Key, ...], require_all: bool, cancellable: bool) -> bool:
+        """Reveal queued notifications, oldest first, until the await can return."""
+        while not self.satisfied(keys, require_all, cancellable):
+            if not self.pop_notification():
+                return False
+        return True
+
+    def resolve_one(self, key: Key) -> Result | None:
+        """``resolve`` for one key (cancellable): the result, or None if it must wait.
+
+        The hot path of replay: no tuple, no generator.
+        """
+        ready = self._ready
+        queue = self._queue
+        while True:
+            if CANCEL_KEY in ready and not self._cancel_taken:
+                return None
+            if key in ready:
+                return self._results[key]
+            if not queue:
+                return None
+            ready.add(queue.popleft())
+
+    @property
+    def cancel_requested(self) -> bool:
+        """The CANCEL signal has been reached and not yet acted upon."""
+        return not self._cancel_taken and CANCEL_KEY in self._ready
+
+    def take_cancel(self) -> None:
+        """The handler acts on the cancellation now; later awaits are not interrupted."""
+        self._cancel_taken = True
 
     @property
     def random_seed(self) -> int:
@@ -289,9 +393,17 @@ class StateMachine:
         self.command_index += 1
         if self._replayed:
             recorded = self._replayed.popleft()
-            if type(recorded) is not type(command) or _name_of(recorded) != _name_of(command):
+            if (
+                type(recorded) is not type(command)
+                or _name_of(recorded) != _name_of(command)
+                or _target_of(recorded) != _target_of(command)
+            ):
                 raise JournalMismatch(
-                    self.command_index, recorded, type(command).TYPE, _name_of(command)
+                    self.command_index,
+                    recorded,
+                    type(command).TYPE,
+                    _name_of(command),
+                    _target_of(command),
                 )
             return recorded
         self._outbox.append(encode_frame(command))
@@ -368,14 +480,17 @@ class StateMachine:
         self._state = {}
         self._partial_state = False
 
-    def run(self, name: str) -> tuple[Result | None, int]:
-        """Journal a ctx.run: (recorded result or None, its completion id)."""
+    def run(self, name: str) -> tuple[bool, int]:
+        """Journal a ctx.run: (whether its closure must execute, its completion id).
+
+        A run whose outcome the journal already holds never executes again.
+        """
         completion_id = self._next_completion()
         recorded = self._command(RunCommandMessage(result_completion_id=completion_id, name=name))
         if recorded is not None:
             completion_id = recorded.result_completion_id
             self._next_completion_id = max(self._next_completion_id, completion_id + 1)
-        return self.result(completion_id), completion_id
+        return not self.received(completion_id), completion_id
 
     def propose_run(self, completion_id: int, result: bytes | Failure) -> None:
         """Propose a run's outcome; it counts once the server confirms it (ack or notification)."""
@@ -395,8 +510,33 @@ class StateMachine:
         """Journal any other command (calls, sleeps, ...); returns the recorded one on replay."""
         return self._command(command)
 
+    def send_signal(
+        self, target_invocation_id: str, signal: int | str, result: bytes | Failure | None
+    ) -> None:
+        """Deliver a signal (by index or name) to another invocation; None means void."""
+        command = SendSignalCommandMessage(target_invocation_id=target_invocation_id)
+        if isinstance(signal, str):
+            command.name = signal
+        else:
+            command.idx = signal
+        if result is None:
+            command.void = True
+        elif isinstance(result, Failure):
+            command.failure = result
+        else:
+            command.value = result
+        self._command(command)
+
+    def cancel_invocation(self, target_invocation_id: str) -> None:
+        self.send_signal(target_invocation_id, CANCEL_SIGNAL_ID, None)
+
     def next_completion_id(self) -> int:
         return self._next_completion()
+
+    def awakeable_id(self, signal_id: int) -> str:
+        """The id other invocations (or the ingress) use to complete an awakeable."""
+        raw = bytes(self._started().id) + signal_id.to_bytes(4, "big")
+        return AWAKEABLE_ID_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     def next_signal_id(self) -> int:
         signal_id = self._next_signal_id
@@ -412,21 +552,38 @@ class StateMachine:
             self._command(OutputCommandMessage(value=value))
         self._outbox.append(encode_frame(EndMessage()))
 
-    def suspend(self, completions: Iterable[int], signals: Iterable[int] = ()) -> None:
-        """Tell the server to resume us once any of these completions or signals arrive."""
-        waiting_completions = sorted(set(completions))
-        waiting_signals = sorted(set(signals))
+    def suspend(self, awaits: Iterable[tuple[tuple[Key, ...], bool]], cancellable: bool) -> None:
+        """Tell the server to resume us once any of these awaits can make progress.
+
+        ``awaits`` are (keys, require_all) pairs; ``cancellable`` adds the CANCEL signal
+        until the handler has acted on one.
+        """
+        top = _future_of((), require_all=False)
+        nested: list[Future] = []
+        for keys, require_all in awaits:
+            if require_all and len(keys) > 1:
+                nested.append(_future_of(keys, require_all=True))
+            else:
+                _add_keys(top, keys)
+        if cancellable and not self._cancel_taken:
+            _add_keys(top, (CANCEL_KEY,))
         if self.version >= ProtocolVersion.V7:
-            message = SuspensionMessage(
-                awaiting_on=Future(
-                    waiting_completions=waiting_completions,
-                    waiting_signals=waiting_signals,
-                    combinator_type=_FIRST_COMPLETED,
-                )
-            )
+            top.nested_futures = nested
+            for future in (top, *nested):
+                _dedupe(future)
+            message = SuspensionMessage(awaiting_on=top)
         else:
+            # v5/v6 know only "any of these": list every key; the server resumes us on the
+            # first and we suspend again if an all-of await still misses some.
+            for future in nested:
+                _add_keys(top, (*future.waiting_completions,))
+                _add_keys(top, tuple(-s for s in future.waiting_signals))
+                _add_keys(top, (*future.waiting_named_signals,))
+            _dedupe(top)
             message = SuspensionMessage(
-                waiting_completions=waiting_completions, waiting_signals=waiting_signals
+                waiting_completions=top.waiting_completions,
+                waiting_signals=top.waiting_signals,
+                waiting_named_signals=top.waiting_named_signals,
             )
         self._outbox.append(encode_frame(message))
 
@@ -468,12 +625,14 @@ class StateMachine:
 
 
 __all__ = [
+    "CANCEL_KEY",
     "CANCEL_SIGNAL_ID",
     "JOURNAL_MISMATCH",
     "PROTOCOL_VIOLATION",
     "REQUESTED_ACK_FLAG",
     "VOID",
     "JournalMismatch",
+    "Key",
     "Result",
     "StateMachine",
 ]

@@ -1,0 +1,103 @@
+"""Combinators over durable futures: gather, select, wait_completed, as_completed.
+
+They wait through the journal (one await on the whole set, so the server can resume a
+suspended invocation on exactly the right completions) and take the same branches on
+every replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from framework._context import RestateDurableFuture
+from framework._invocation import Invocation
+from framework._journal import Key
+
+
+async def gather(*futures: RestateDurableFuture[Any]) -> list[RestateDurableFuture[Any]]:
+    """Wait until every future has completed (successfully or not); return them in order.
+
+    Await each returned future for its value (or its TerminalError).
+    """
+    invocation, keys = _pending(futures)
+    if invocation is not None:
+        await _AwaitKeys(invocation, keys, require_all=True)
+    return list(futures)
+
+
+async def wait_completed(
+    *futures: RestateDurableFuture[Any],
+) -> tuple[list[RestateDurableFuture[Any]], list[RestateDurableFuture[Any]]]:
+    """Wait until at least one future has completed: ``(completed, still pending)``."""
+    if not futures:
+        return [], []
+    invocation, keys = _pending(futures)
+    if invocation is not None and len(keys) == len(futures):
+        await _AwaitKeys(invocation, keys, require_all=False)
+    completed = [f for f in futures if f.is_completed()]
+    pending = [f for f in futures if not f.is_completed()]
+    return completed, pending
+
+
+async def as_completed(
+    *futures: RestateDurableFuture[Any],
+) -> AsyncIterator[RestateDurableFuture[Any]]:
+    """Yield the futures as they complete (ties in argument order)."""
+    remaining = list(futures)
+    while remaining:
+        completed, remaining = await wait_completed(*remaining)
+        for future in completed:
+            yield future
+
+
+async def select(**futures: RestateDurableFuture[Any]) -> list[Any]:
+    """Wait for the first of the named futures: ``[name, value]``.
+
+    ``match await select(ok=promise, timeout=ctx.sleep(...))`` reads well; a failed
+    winner raises its TerminalError.
+    """
+    if not futures:
+        raise ValueError("select() needs at least one future, e.g. select(a=f1, b=f2)")
+    names = {id(future): name for name, future in futures.items()}
+    async for future in as_completed(*futures.values()):
+        return [names[id(future)], await future]
+    raise AssertionError("unreachable: as_completed yields at least one future")
+
+
+def _pending(
+    futures: tuple[RestateDurableFuture[Any], ...],
+) -> tuple[Invocation | None, tuple[Key, ...]]:
+    """The invocation the futures belong to and the keys of those not completed yet."""
+    invocation: Invocation | None = None
+    keys: list[Key] = []
+    for future in futures:
+        if not isinstance(future, RestateDurableFuture):
+            raise TypeError(
+                f"combinators take durable futures (ctx.run, ctx.sleep, calls, awakeables, "
+                f"promises), not {type(future).__name__}"
+            )
+        if future.is_completed():
+            continue
+        owner = future._invocation
+        if invocation is None:
+            invocation = owner
+        elif owner is not invocation:
+            raise ValueError("all futures of one combinator must come from the same handler")
+        keys.append(future._key)
+    return invocation, tuple(keys)
+
+
+class _AwaitKeys:
+    __slots__ = ("_invocation", "_keys", "_require_all")
+
+    def __init__(self, invocation: Invocation, keys: tuple[Key, ...], require_all: bool) -> None:
+        self._invocation = invocation
+        self._keys = keys
+        self._require_all = require_all
+
+    def __await__(self) -> Any:
+        return self._invocation.await_keys(self._keys, self._require_all)
+
+
+__all__ = ["as_completed", "gather", "select", "wait_completed"]
