@@ -1,0 +1,195 @@
+"""What a handler sees on replay, checked with prepared journals through the ASGI endpoint
+in-process (no server, no sockets): the order of notifications in the journal decides
+``select`` and cancellation, suspensions name exactly what the handler waits for, and a
+cancellation is acted upon once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+import pytest
+
+import framework
+from framework import Context, TerminalError, gather, select
+from framework._protocol import (
+    CallCommandMessage,
+    CallCompletionNotificationMessage,
+    CallInvocationIdCompletionNotificationMessage,
+    EndMessage,
+    FrameDecoder,
+    InputCommandMessage,
+    OutputCommandMessage,
+    SendSignalCommandMessage,
+    SignalNotificationMessage,
+    SleepCommandMessage,
+    SleepCompletionNotificationMessage,
+    StartMessage,
+    SuspensionMessage,
+    decode_message,
+    encode_frame,
+)
+
+svc = framework.Service("Semantics")
+INVOCATION_ID = bytes(range(16))
+
+
+@svc.handler()
+async def echo(ctx: Context, value: str) -> str:
+    return value
+
+
+@svc.handler()
+async def race(ctx: Context) -> list[Any]:
+    _awakeable_id, awakeable = ctx.awakeable()
+    return await select(awakeable=awakeable, timeout=ctx.sleep(timedelta(hours=1)))
+
+
+@svc.handler()
+async def awakeable_id(ctx: Context) -> str:
+    return ctx.awakeable()[0]
+
+
+@svc.handler()
+async def both(ctx: Context) -> None:
+    await gather(ctx.sleep(timedelta(hours=1)), ctx.sleep(timedelta(hours=2)))
+
+
+@svc.handler()
+async def call_then_compensate(ctx: Context) -> str:
+    try:
+        return await ctx.service_call(echo, "hi")
+    except TerminalError as error:
+        # Compensation after a cancellation: this await is not interrupted again.
+        await ctx.sleep(timedelta(hours=1))
+        return f"compensated {error.status_code}"
+
+
+app = framework.app([svc])
+
+
+def json(value: object) -> bytes:
+    return msgspec.json.encode(value)
+
+
+def run_journal(handler: str, *entries: object, version: int = 6) -> list[object]:
+    """Invoke ``handler`` with a complete journal (StartMessage + entries), input closed."""
+    start = StartMessage(id=INVOCATION_ID, debug_id="inv_test", known_entries=len(entries),
+                         random_seed=1)
+    body = b"".join(encode_frame(m) for m in (start, *entries))  # type: ignore[arg-type]
+    content_type = f"application/vnd.restate.invocation.v{version}".encode()
+    scope = {"type": "http", "http_version": "2", "method": "POST", "scheme": "http",
+             "path": f"/invoke/Semantics/{handler}", "raw_path": b"", "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", content_type),
+                                          (b"accept", content_type)]}
+    received = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if received:
+            return received.pop(0)
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    assert sent[0]["status"] == 200
+    decoder = FrameDecoder()
+    decoder.feed(b"".join(m.get("body", b"") for m in sent[1:]))
+    frames = []
+    while (frame := decoder.next_frame()) is not None:
+        frames.append(decode_message(frame[0], frame[2]))
+    return frames
+
+
+INPUT = InputCommandMessage()
+SLEEP = SleepCommandMessage(result_completion_id=1)
+TIMER_FIRED = SleepCompletionNotificationMessage(completion_id=1, void=True)
+AWAKENED = SignalNotificationMessage(idx=17, value=json("woken"))
+CANCEL = SignalNotificationMessage(idx=1, void=True)
+
+
+@pytest.mark.parametrize(("first", "second", "winner"), [
+    (AWAKENED, TIMER_FIRED, ["awakeable", "woken"]),
+    (TIMER_FIRED, AWAKENED, ["timeout", None]),
+])
+def test_select_follows_the_journal_order(first: object, second: object,
+                                          winner: list[Any]) -> None:
+    # Both completions are in the journal: the one recorded first won the first time,
+    # so it must win on every replay too.
+    frames = run_journal("race", INPUT, SLEEP, first, second)
+    assert frames == [OutputCommandMessage(value=json(winner)), EndMessage()]
+
+
+def test_awakeable_id_names_the_invocation_and_signal() -> None:
+    frames = run_journal("awakeable_id", INPUT)
+    output = frames[0]
+    assert isinstance(output, OutputCommandMessage) and output.value is not None
+    awakeable = msgspec.json.decode(output.value)
+    assert awakeable.startswith("sign_1")
+    raw = base64.urlsafe_b64decode(awakeable[6:] + "=" * (-len(awakeable[6:]) % 4))
+    assert raw == INVOCATION_ID + (17).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("version", [6, 7])
+def test_gather_suspends_on_all_of_its_futures(version: int) -> None:
+    frames = run_journal("both", INPUT, version=version)
+    assert [type(f) for f in frames] == [SleepCommandMessage, SleepCommandMessage,
+                                         SuspensionMessage]
+    suspension = frames[2]
+    assert isinstance(suspension, SuspensionMessage)
+    if version >= 7:
+        top = suspension.awaiting_on
+        assert top is not None and top.combinator_type == 1  # first completed of:
+        assert top.waiting_signals == [1]  # ... a cancellation, or
+        [all_of] = top.nested_futures  # ... both timers
+        assert all_of.combinator_type == 2 and all_of.waiting_completions == [1, 2]
+    else:
+        assert suspension.waiting_completions == [1, 2]
+        assert suspension.waiting_signals == [1]
+
+
+def test_a_single_sleep_suspends_on_it_and_on_cancellation() -> None:
+    frames = run_journal("race", INPUT, version=7)
+    suspension = frames[-1]
+    assert isinstance(suspension, SuspensionMessage) and suspension.awaiting_on is not None
+    assert suspension.awaiting_on.waiting_completions == [1]
+    assert suspension.awaiting_on.waiting_signals == [1, 17]
+
+
+def test_cancellation_cancels_the_call_and_interrupts_one_await() -> None:
+    call = CallCommandMessage(service_name="Semantics", handler_name="echo",
+                              parameter=json("hi"), invocation_id_notification_idx=1,
+                              result_completion_id=2)
+    child_id = CallInvocationIdCompletionNotificationMessage(completion_id=1,
+                                                             invocation_id="inv_child")
+    frames = run_journal("call_then_compensate", INPUT, call, child_id, CANCEL)
+    # The child call is cancelled, the handler's except branch runs, and its next await
+    # (a new timer) is not interrupted again: we suspend on the timer alone.
+    assert frames[0] == SendSignalCommandMessage(target_invocation_id="inv_child", idx=1,
+                                                 void=True)
+    assert isinstance(frames[1], SleepCommandMessage)
+    assert frames[1].result_completion_id == 3
+    suspension = frames[2]
+    assert isinstance(suspension, SuspensionMessage)
+    assert suspension.waiting_completions == [3] and suspension.waiting_signals == []
+    assert len(frames) == 3
+
+
+def test_a_call_result_recorded_before_the_cancellation_wins() -> None:
+    call = CallCommandMessage(service_name="Semantics", handler_name="echo",
+                              parameter=json("hi"), invocation_id_notification_idx=1,
+                              result_completion_id=2)
+    frames = run_journal(
+        "call_then_compensate", INPUT, call,
+        CallInvocationIdCompletionNotificationMessage(completion_id=1, invocation_id="inv_c"),
+        CallCompletionNotificationMessage(completion_id=2, value=json("hi")),
+        CANCEL,
+    )
+    assert frames == [OutputCommandMessage(value=json("hi")), EndMessage()]
