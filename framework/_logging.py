@@ -46,6 +46,33 @@ class RestateLoggingFilter(logging.Filter):
 _FILTER = RestateLoggingFilter()
 
 
+class _DefaultFields(logging.Filter):
+    """Gives records that never met a RestateLoggingFilter the fields our format uses."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "invocation_id"):
+            record.invocation_id = "-"
+        return True
+
+
+DEFAULT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(invocation_id)s] %(message)s"
+
+
+def configure_default_logging(level: int = logging.INFO) -> None:
+    """Log INFO and up to stderr, tagged with the invocation id, unless the application
+    configured logging itself (the root logger has handlers)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.addFilter(_DefaultFields())
+    handler.setFormatter(logging.Formatter(DEFAULT_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(level)
+    # hypercorn writes its own log lines through its own handler: don't print them twice.
+    logging.getLogger("hypercorn.error").propagate = False
+
+
 def getLogger(name: str | None = None) -> logging.Logger:
     """``logging.getLogger(name)`` with the RestateLoggingFilter attached (once)."""
     logger = logging.getLogger(name)
@@ -54,4 +81,10 @@ def getLogger(name: str | None = None) -> logging.Logger:
     return logger
 
 
-__all__ = ["RestateLoggingFilter", "current_invocation", "getLogger"]
+__all__ = [
+    "DEFAULT_FORMAT",
+    "RestateLoggingFilter",
+    "configure_default_logging",
+    "current_invocation",
+    "getLogger",
+]

@@ -18,6 +18,8 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from hypercorn.typing import Framework
 
+from framework._logging import configure_default_logging
+
 __all__ = ["ASGIApp", "AppLoadError", "hypercorn_config", "load_app", "serve"]
 
 Scope = MutableMapping[str, Any]
@@ -101,6 +103,11 @@ async def _serve(app: ASGIApp, config: Config) -> None:
 
 
 def serve(app_ref_or_app: str | ASGIApp, bind: str = "127.0.0.1:9080") -> None:
-    """Serve an app (or ``"module:attribute"``) on ``bind`` until SIGTERM or SIGINT."""
+    """Serve an app (or ``"module:attribute"``) on ``bind`` until SIGTERM or SIGINT.
+
+    Unless the app configured logging, INFO records go to stderr tagged with the
+    invocation id (see ``framework.getLogger``).
+    """
+    configure_default_logging()
     app = load_app(app_ref_or_app) if isinstance(app_ref_or_app, str) else app_ref_or_app
     asyncio.run(_serve(app, hypercorn_config(bind)))
