@@ -58,19 +58,18 @@ class _DefaultFields(logging.Filter):
 DEFAULT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(invocation_id)s] %(message)s"
 
 
-def configure_default_logging(level: int = logging.INFO) -> None:
+def configure_default_logging(level: int = logging.INFO) -> bool:
     """Log INFO and up to stderr, tagged with the invocation id, unless the application
-    configured logging itself (the root logger has handlers)."""
+    configured logging itself (the root logger has handlers). True if it configured."""
     root = logging.getLogger()
     if root.handlers:
-        return
+        return False
     handler = logging.StreamHandler()
     handler.addFilter(_DefaultFields())
     handler.setFormatter(logging.Formatter(DEFAULT_FORMAT))
     root.addHandler(handler)
     root.setLevel(level)
-    # hypercorn writes its own log lines through its own handler: don't print them twice.
-    logging.getLogger("hypercorn.error").propagate = False
+    return True
 
 
 def getLogger(name: str | None = None) -> logging.Logger:

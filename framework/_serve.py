@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -108,6 +109,9 @@ def serve(app_ref_or_app: str | ASGIApp, bind: str = "127.0.0.1:9080") -> None:
     Unless the app configured logging, INFO records go to stderr tagged with the
     invocation id (see ``framework.getLogger``).
     """
-    configure_default_logging()
+    config = hypercorn_config(bind)
+    if configure_default_logging():
+        # hypercorn's lines then go through the same handler and format as everything else.
+        config.errorlog = logging.getLogger("hypercorn.error")
     app = load_app(app_ref_or_app) if isinstance(app_ref_or_app, str) else app_ref_or_app
-    asyncio.run(_serve(app, hypercorn_config(bind)))
+    asyncio.run(_serve(app, config))
