@@ -8,6 +8,7 @@ handlers, ObjectSharedContext for shared ones, WorkflowContext for a workflow's 
 from __future__ import annotations
 
 import random as _random
+import re
 import time as _time
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -27,6 +28,7 @@ from framework._protocol import (
     Header,
     OneWayCallCommandMessage,
     PeekPromiseCommandMessage,
+    ProtocolVersion,
     SleepCommandMessage,
 )
 from framework.serde import BytesSerde, DefaultSerde, Serde
@@ -384,6 +386,18 @@ class Context:
 
     # --- calling other handlers ------------------------------------------------------------
 
+    def scope(self, scope: str) -> ScopedContext:
+        """Calls and sends within ``scope``: a group of invocations the server co-locates
+        and to which it applies concurrency limits (by ``limit_key``).
+
+        Preview, as in the official SDK: it needs protocol v7 and a restate-server started
+        with ``RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7=true`` and
+        ``RESTATE_EXPERIMENTAL_ENABLE_VQUEUES=true`` (on a new cluster). Without them the
+        call fails the attempt (the server retries it until fixed).
+        """
+        _check_scope_name(scope)
+        return ScopedContext(self, scope)
+
     def service_call(
         self,
         tpe: HandlerType[I, O],
@@ -465,10 +479,15 @@ class Context:
         key: str | None = None,
         idempotency_key: str | None = None,
         headers: dict[str, str] | None = None,
+        scope: str | None = None,
+        limit_key: str | None = None,
     ) -> RestateDurableCallFuture[bytes]:
-        """Call any handler by name with raw bytes; the future gives raw bytes back."""
+        """Call any handler by name with raw bytes; the future gives raw bytes back.
+
+        ``scope`` and ``limit_key``: see ``Context.scope``.
+        """
         target = _Target(service, handler, _BYTES_SERDE, _BYTES_SERDE)
-        return self._call(target, key, arg, idempotency_key, headers)
+        return self._call(target, key, arg, idempotency_key, headers, scope, limit_key)
 
     def generic_send(
         self,
@@ -479,10 +498,14 @@ class Context:
         send_delay: timedelta | None = None,
         idempotency_key: str | None = None,
         headers: dict[str, str] | None = None,
+        scope: str | None = None,
+        limit_key: str | None = None,
     ) -> SendHandle:
-        """Send raw bytes to any handler by name."""
+        """Send raw bytes to any handler by name (``scope``: see ``Context.scope``)."""
         target = _Target(service, handler, _BYTES_SERDE, _BYTES_SERDE)
-        return self._send(target, key, arg, send_delay, idempotency_key, headers)
+        return self._send(
+            target, key, arg, send_delay, idempotency_key, headers, scope, limit_key
+        )
 
     def _call(
         self,
@@ -491,8 +514,11 @@ class Context:
         arg: Any,
         idempotency_key: str | None,
         headers: dict[str, str] | None,
+        scope: str | None = None,
+        limit_key: str | None = None,
     ) -> RestateDurableCallFuture[Any]:
         machine = self._machine()
+        _check_scope(machine, scope, limit_key)
         invocation_id_key = machine.next_completion_id()
         result_key = machine.next_completion_id()
         recorded = machine.add_command(
@@ -503,6 +529,8 @@ class Context:
                 headers=_headers(headers),
                 key=key or "",
                 idempotency_key=idempotency_key,
+                scope=scope,
+                limit_key=limit_key,
                 invocation_id_notification_idx=invocation_id_key,
                 result_completion_id=result_key,
             )
@@ -525,8 +553,11 @@ class Context:
         send_delay: timedelta | None,
         idempotency_key: str | None,
         headers: dict[str, str] | None,
+        scope: str | None = None,
+        limit_key: str | None = None,
     ) -> SendHandle:
         machine = self._machine()
+        _check_scope(machine, scope, limit_key)
         invocation_id_key = machine.next_completion_id()
         invoke_time = 0
         if send_delay:
@@ -540,6 +571,8 @@ class Context:
                 headers=_headers(headers),
                 key=key or "",
                 idempotency_key=idempotency_key,
+                scope=scope,
+                limit_key=limit_key,
                 invocation_id_notification_idx=invocation_id_key,
             )
         )
@@ -635,6 +668,133 @@ class Context:
 
 
 HandlerType = Callable[[Any, I], Awaitable[O]] | Callable[[Any], Awaitable[O]] | str
+
+
+class ScopedContext:
+    """``ctx.scope(name)``: the calls and sends of a context, within one scope."""
+
+    __slots__ = ("_context", "_scope")
+
+    def __init__(self, context: Context, scope: str) -> None:
+        self._context = context
+        self._scope = scope
+
+    def service_call(
+        self,
+        tpe: HandlerType[I, O],
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        target = _target(tpe, "service", "service_call")
+        return self._context._call(
+            target, None, arg, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def service_send(
+        self,
+        tpe: HandlerType[I, O],
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        target = _target(tpe, "service", "service_send")
+        return self._context._send(
+            target, None, arg, send_delay, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def object_call(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        target = _target(tpe, "object", "object_call")
+        return self._context._call(
+            target, key, arg, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def object_send(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        target = _target(tpe, "object", "object_send")
+        return self._context._send(
+            target, key, arg, send_delay, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def workflow_call(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        target = _target(tpe, "workflow", "workflow_call")
+        return self._context._call(
+            target, key, arg, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def workflow_send(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        target = _target(tpe, "workflow", "workflow_send")
+        return self._context._send(
+            target, key, arg, send_delay, idempotency_key, headers, self._scope, limit_key
+        )
+
+
+_SCOPE_PART = re.compile(r"^[a-zA-Z0-9_.-]{1,36}$")
+
+
+def _check_scope_name(scope: str) -> None:
+    if not isinstance(scope, str) or not _SCOPE_PART.match(scope):
+        raise ValueError(
+            f"invalid scope {scope!r}: use 1 to 36 of the characters a-z A-Z 0-9 _ . -"
+        )
+
+
+def _check_scope(machine: StateMachine, scope: str | None, limit_key: str | None) -> None:
+    if scope is None:
+        if limit_key is not None:
+            raise ValueError("limit_key needs a scope: ctx.scope(name).service_call(...)")
+        return
+    _check_scope_name(scope)
+    if limit_key is not None:
+        parts = limit_key.split("/")
+        if len(parts) > 2 or not all(_SCOPE_PART.match(p) for p in parts):
+            raise ValueError(
+                f"invalid limit_key {limit_key!r}: one or two levels separated by '/', each "
+                "1 to 36 of the characters a-z A-Z 0-9 _ . -"
+            )
+    if machine.version < ProtocolVersion.V7:
+        raise RuntimeError(
+            f"scoped calls need service protocol v7, but this invocation runs on "
+            f"v{int(machine.version)}: start restate-server with "
+            "RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7=true and "
+            "RESTATE_EXPERIMENTAL_ENABLE_VQUEUES=true"
+        )
 
 
 class _Target(NamedTuple):
@@ -802,6 +962,7 @@ __all__ = [
     "RestateDurableFuture",
     "RestateDurableSleepFuture",
     "RunOptions",
+    "ScopedContext",
     "SendHandle",
     "WorkflowContext",
     "WorkflowSharedContext",

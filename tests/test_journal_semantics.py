@@ -21,8 +21,10 @@ from framework._protocol import (
     CallCompletionNotificationMessage,
     CallInvocationIdCompletionNotificationMessage,
     EndMessage,
+    ErrorMessage,
     FrameDecoder,
     InputCommandMessage,
+    OneWayCallCommandMessage,
     OutputCommandMessage,
     SendSignalCommandMessage,
     SignalNotificationMessage,
@@ -67,6 +69,11 @@ async def call_then_compensate(ctx: Context) -> str:
         # Compensation after a cancellation: this await is not interrupted again.
         await ctx.sleep(timedelta(hours=1))
         return f"compensated {error.status_code}"
+
+
+@svc.handler()
+async def scoped(ctx: Context) -> None:
+    ctx.scope("tenant-1").service_send(echo, "hi", limit_key="tenant-1/user-7")
 
 
 app = framework.app([svc])
@@ -193,3 +200,14 @@ def test_a_call_result_recorded_before_the_cancellation_wins() -> None:
         CANCEL,
     )
     assert frames == [OutputCommandMessage(value=json("hi")), EndMessage()]
+
+
+def test_scoped_sends_carry_scope_and_limit_key_on_v7_only() -> None:
+    frames = run_journal("scoped", INPUT, version=7)
+    send = frames[0]
+    assert isinstance(send, OneWayCallCommandMessage)
+    assert (send.service_name, send.handler_name) == ("Semantics", "echo")
+    assert (send.scope, send.limit_key) == ("tenant-1", "tenant-1/user-7")
+    [error] = run_journal("scoped", INPUT, version=6)
+    assert isinstance(error, ErrorMessage)
+    assert "protocol v7" in error.message and "ENABLE_VQUEUES" in error.message
