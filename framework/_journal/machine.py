@@ -17,6 +17,7 @@ from typing import Any, Final
 from framework._protocol import (
     MESSAGE_TYPES,
     REQUESTED_ACK_FLAG,
+    CallCommandMessage,
     ClearAllStateCommandMessage,
     ClearStateCommandMessage,
     EndMessage,
@@ -29,6 +30,7 @@ from framework._protocol import (
     GetLazyStateCommandMessage,
     GetLazyStateKeysCommandMessage,
     InputCommandMessage,
+    OneWayCallCommandMessage,
     OutputCommandMessage,
     ProposeRunCompletionAckMessage,
     ProposeRunCompletionMessage,
@@ -114,6 +116,9 @@ def _name_of(command: Any) -> str:
     return str(name)
 
 
+_CALLS: Final = (CallCommandMessage, OneWayCallCommandMessage)
+
+
 def _target_of(command: Any) -> str:
     """ " to Service/handler" for calls, "" for everything else."""
     service = getattr(command, "service_name", None)
@@ -171,17 +176,18 @@ class StateMachine:
     """One invocation's journal, driven by the invocation driver."""
 
     __slots__ = (
+        "_arrived",
         "_cancel_taken",
         "_decoder",
         "_next_completion_id",
         "_next_signal_id",
         "_outbox",
         "_partial_state",
+        "_positions",
         "_proposed_runs",
-        "_queue",
-        "_ready",
         "_replayed",
         "_results",
+        "_revealed",
         "_state",
         "command_index",
         "input",
@@ -201,12 +207,14 @@ class StateMachine:
         self.received_entries = 0
         self.input_closed = False
         self._replayed: collections.deque[Any] = collections.deque()
-        # Notifications wait in _queue, in arrival (= journal) order, and move to _ready only
-        # when an await needs them: what a handler sees at each await then depends on the
-        # journal alone, so replays take the same branches as the first run did.
+        # Notifications are numbered in arrival (= journal) order and become visible to the
+        # handler only as its awaits need them, oldest first: what it sees at each await
+        # then depends on the journal alone, so replays take the same branches as the
+        # first run did. Positions below _revealed are visible.
         self._results: dict[Key, Result] = {}
-        self._queue: collections.deque[Key] = collections.deque()
-        self._ready: set[Key] = set()
+        self._positions: dict[Key, int] = {}
+        self._arrived = 0
+        self._revealed = 0
         self._cancel_taken = False
         self._proposed_runs: dict[int, Result] = {}
         self._next_completion_id = FIRST_COMPLETION_ID
@@ -299,9 +307,10 @@ class StateMachine:
     def _complete(self, key: Key, result: Result) -> None:
         # The first notification for a key wins: the server never sends two, and a
         # duplicate must not change what the handler may already have seen.
-        if key not in self._results:
+        if key not in self._positions:
             self._results[key] = result
-            self._queue.append(key)
+            self._positions[key] = self._arrived
+            self._arrived += 1
 
     # --- what the driver asks ------------------------------------------------------------
 
@@ -312,59 +321,69 @@ class StateMachine:
 
     def result(self, key: Key) -> Result | None:
         """The result of a notification the handler has reached, or None."""
-        return self._results[key] if key in self._ready else None
+        position = self._positions.get(key)
+        if position is None or position >= self._revealed:
+            return None
+        return self._results[key]
 
     def received(self, key: Key) -> bool:
         """Whether the notification has arrived at all (reached by the handler or not)."""
-        return key in self._results
+        return key in self._positions
 
     @property
     def has_queued(self) -> bool:
-        return bool(self._queue)
+        """Some notifications arrived that no await has reached yet."""
+        return self._revealed < self._arrived
 
     def pop_notification(self) -> bool:
-        """Make the oldest queued notification visible; False when none is queued."""
-        if not self._queue:
+        """Make the oldest hidden notification visible; False when there is none."""
+        if self._revealed >= self._arrived:
             return False
-        self._ready.add(self._queue.popleft())
+        self._revealed += 1
         return True
+
+    def _visible(self, key: Key) -> bool:
+        position = self._positions.get(key)
+        return position is not None and position < self._revealed
 
     def satisfied(self, keys: tuple[Key, ...], require_all: bool, cancellable: bool) -> bool:
         """Whether an await on ``keys`` can return now (or a cancellation interrupts it)."""
-        ready = self._ready
-        if cancellable and not self._cancel_taken and CANCEL_KEY in ready:
+        if cancellable and self.cancel_requested:
             return True
+        visible = self._visible
         if require_all:
-            return all(key in ready for key in keys)
-        return any(key in ready for key in keys)
+            return all(visible(key) for key in keys)
+        return any(visible(key) for key in keys)
 
     def resolve(self, keys: tuple[Key, ...], require_all: bool, cancellable: bool) -> bool:
-        """Reveal queued notifications, oldest first, until the await can return."""
+        """Reveal notifications, oldest first, until the await can return."""
         while not self.satisfied(keys, require_all, cancellable):
             if not self.pop_notification():
                 return False
         return True
 
     def resolve_one(self, key: Key) -> Result | None:
-        """``resolve`` for one key (cancellable): the result, or None if it must wait.
-
-        The hot path of replay: no tuple, no generator.
-        """
-        ready = self._ready
-        queue = self._queue
-        while True:
-            if CANCEL_KEY in ready and not self._cancel_taken:
-                return None
-            if key in ready:
-                return self._results[key]
-            if not queue:
-                return None
-            ready.add(queue.popleft())
+        """``resolve`` for one key (cancellable): its result, or None if the await must
+        wait or a cancellation comes first. The hot path of replay: O(1), no loop."""
+        positions = self._positions
+        position = positions.get(key)
+        cancel = None if self._cancel_taken else positions.get(CANCEL_KEY)
+        revealed = self._revealed
+        if cancel is not None and (cancel < revealed or position is None or cancel < position):
+            # The cancellation is (or, revealing in order, becomes) visible first.
+            self._revealed = max(revealed, cancel + 1)
+            return None
+        if position is None:
+            self._revealed = self._arrived
+            return None
+        if position >= revealed:
+            self._revealed = position + 1
+        return self._results[key]
 
     @property
     def cancel_requested(self) -> bool:
         """The CANCEL signal has been reached and not yet acted upon."""
-        return not self._cancel_taken and CANCEL_KEY in self._ready
+        return not self._cancel_taken and self._visible(CANCEL_KEY)
 
     def take_cancel(self) -> None:
         """The handler acts on the cancellation now; later awaits are not interrupted."""
@@ -396,7 +415,7 @@ class StateMachine:
             if (
                 type(recorded) is not type(command)
                 or _name_of(recorded) != _name_of(command)
-                or _target_of(recorded) != _target_of(command)
+                or (type(command) in _CALLS and _target_of(recorded) != _target_of(command))
             ):
                 raise JournalMismatch(
                     self.command_index,
@@ -490,7 +509,7 @@ class StateMachine:
         if recorded is not None:
             completion_id = recorded.result_completion_id
             self._next_completion_id = max(self._next_completion_id, completion_id + 1)
-        return not self.received(completion_id), completion_id
+        return completion_id not in self._positions, completion_id
 
     def propose_run(self, completion_id: int, result: bytes | Failure) -> None:
         """Propose a run's outcome; it counts once the server confirms it (ack or notification)."""
