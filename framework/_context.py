@@ -14,7 +14,7 @@ import uuid as _uuid
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, cast, overload
 
 from framework._invocation import Invocation, await_result, inside_run, result_to_value
 from framework._journal import Key, StateMachine
@@ -31,6 +31,7 @@ from framework._protocol import (
     ProtocolVersion,
     SleepCommandMessage,
 )
+from framework.exceptions import TerminalError
 from framework.serde import BytesSerde, DefaultSerde, Serde
 
 if TYPE_CHECKING:
@@ -628,6 +629,7 @@ class Context:
 
     def resolve_awakeable(self, name: str, value: I, serde: Serde[I] | None = None) -> None:
         """Complete the awakeable ``name`` (an id from ``ctx.awakeable()``) with ``value``."""
+        _check_awakeable_id(name)
         payload = _serde_for(serde, type(value)).serialize(value)
         self._machine().add_command(
             CompleteAwakeableCommandMessage(awakeable_id=name, value=payload)
@@ -636,6 +638,7 @@ class Context:
 
     def reject_awakeable(self, name: str, failure_message: str, failure_code: int = 500) -> None:
         """Fail the awakeable ``name``: its awaiter gets TerminalError(failure_message)."""
+        _check_awakeable_id(name)
         failure = Failure(code=failure_code, message=failure_message)
         self._machine().add_command(
             CompleteAwakeableCommandMessage(awakeable_id=name, failure=failure)
@@ -762,6 +765,20 @@ class ScopedContext:
         target = _target(tpe, "workflow", "workflow_send")
         return self._context._send(
             target, key, arg, send_delay, idempotency_key, headers, self._scope, limit_key
+        )
+
+
+_AWAKEABLE_ID = re.compile(r"^(sign_1|prom_1)[A-Za-z0-9_-]{27,}$")
+
+
+def _check_awakeable_id(awakeable_id: str) -> None:
+    # An id the server cannot place would fail (or worse) on its side; refuse it here,
+    # for good, since no retry can fix it.
+    if not isinstance(awakeable_id, str) or not _AWAKEABLE_ID.match(awakeable_id):
+        raise TerminalError(
+            f"{awakeable_id!r} is not an awakeable id: pass the id ctx.awakeable() returned "
+            "(it starts with 'sign_1')",
+            status_code=400,
         )
 
 
@@ -893,12 +910,18 @@ class ObjectSharedContext(Context):
         keys, completion_id = self._machine().state_keys()
         if keys is not None:
             return _CompletedFuture([k.decode() for k in keys])
-        return _keys_future(self._invocation, completion_id)
+        # The serde goes unused: _StateKeysFuture decodes the key list itself.
+        return _StateKeysFuture(self._invocation, completion_id, cast(Any, _NONE_SERDE))
 
 
-async def _keys_future(invocation: Invocation, completion_id: int) -> list[str]:
-    result = await _Result(invocation, completion_id)
-    return [k.decode() for k in result] if isinstance(result, list) else []
+class _StateKeysFuture(RestateDurableFuture[list[str]]):
+    """The state keys the server sends (lazy state), as strings."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, list[str]]:
+        result = yield from await_result(self._invocation, self._key)
+        return [k.decode() for k in result] if isinstance(result, list) else []
 
 
 class ObjectContext(ObjectSharedContext):

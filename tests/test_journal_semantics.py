@@ -72,6 +72,11 @@ async def call_then_compensate(ctx: Context) -> str:
 
 
 @svc.handler()
+async def resolve_someone(ctx: Context, awakeable: str) -> None:
+    ctx.resolve_awakeable(awakeable, "done")
+
+
+@svc.handler()
 async def scoped(ctx: Context) -> None:
     ctx.scope("tenant-1").service_send(echo, "hi", limit_key="tenant-1/user-7")
 
@@ -211,3 +216,10 @@ def test_scoped_sends_carry_scope_and_limit_key_on_v7_only() -> None:
     [error] = run_journal("scoped", INPUT, version=6)
     assert isinstance(error, ErrorMessage)
     assert "protocol v7" in error.message and "ENABLE_VQUEUES" in error.message
+
+
+def test_resolving_something_that_is_no_awakeable_id_fails_for_good() -> None:
+    [output, end] = run_journal("resolve_someone", InputCommandMessage(value=json("Pete")))
+    assert isinstance(output, OutputCommandMessage) and output.failure is not None
+    assert output.failure.code == 400 and "not an awakeable id" in output.failure.message
+    assert end == EndMessage()
