@@ -45,7 +45,8 @@ class JsonSerde(Serde[I]):
         return _json_decoder.decode(buf)  # type: ignore[no-any-return]
 
     def serialize(self, obj: I | None) -> bytes:
-        return _json_encoder.encode(obj)
+        # None is "no value", as in the official SDK: an empty body, not ``null``.
+        return b"" if obj is None else _json_encoder.encode(obj)
 
 
 class MsgspecJsonSerde(Serde[I]):
@@ -61,7 +62,8 @@ class MsgspecJsonSerde(Serde[I]):
         return self._decoder.decode(buf)  # type: ignore[no-any-return]
 
     def serialize(self, obj: I | None) -> bytes:
-        return _json_encoder.encode(obj)
+        # None is "no value", as in the official SDK: an empty body, not ``null``.
+        return b"" if obj is None else _json_encoder.encode(obj)
 
 
 class DefaultSerde(Serde[I]):
