@@ -403,7 +403,8 @@ def report(results: dict[str, dict[str, list[Run]]]) -> None:
 
 
 _LOG_PROBLEM = re.compile(r"Traceback|ERROR|Exception|error", re.IGNORECASE)
-_LOG_NOISE = ("Lifespan error",)
+# hypercorn names its logger "hypercorn.error" even for its INFO start-up line.
+_LOG_NOISE = ("Lifespan error", "Running on http")
 
 
 def log_problems(service: BenchService) -> list[str]:
