@@ -4,23 +4,25 @@ The public surface mirrors the official Restate Python SDK (``restate-sdk``): a 
 module written for it runs here after changing its imports.
 """
 
+from framework._calls import ScopedContext
 from framework._combinators import as_completed, gather, select, wait_completed
 from framework._context import (
     Context,
-    DurablePromise,
     ObjectContext,
     ObjectSharedContext,
     Request,
-    RestateDurableCallFuture,
-    RestateDurableFuture,
-    RestateDurableSleepFuture,
     RunOptions,
-    ScopedContext,
-    SendHandle,
     WorkflowContext,
     WorkflowSharedContext,
 )
 from framework._endpoint import RestateApp, app
+from framework._futures import (
+    DurablePromise,
+    RestateDurableCallFuture,
+    RestateDurableFuture,
+    RestateDurableSleepFuture,
+    SendHandle,
+)
 from framework._logging import RestateLoggingFilter, getLogger
 from framework._services import InvocationRetryPolicy, Service, VirtualObject, Workflow
 from framework.exceptions import (

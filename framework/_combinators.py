@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from framework._context import RestateDurableFuture
+from framework._futures import RestateDurableFuture
 from framework._invocation import Invocation
 from framework._journal import Key
 

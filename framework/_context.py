@@ -8,16 +8,35 @@ handlers, ObjectSharedContext for shared ones, WorkflowContext for a workflow's 
 from __future__ import annotations
 
 import random as _random
-import re
 import time as _time
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, cast, overload
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
-from framework._invocation import Invocation, await_result, inside_run, result_to_value
-from framework._journal import Key, StateMachine
+from framework._calls import (
+    HandlerType,
+    ScopedContext,
+    Target,
+    check_awakeable_id,
+    check_scope,
+    check_scope_name,
+    resolve_target,
+    to_headers,
+)
+from framework._futures import (
+    NONE_SERDE,
+    CompletedFuture,
+    DurablePromise,
+    RestateDurableCallFuture,
+    RestateDurableFuture,
+    RestateDurableSleepFuture,
+    SendHandle,
+    StateKeysFuture,
+)
+from framework._invocation import Invocation, inside_run, result_to_value
+from framework._journal import StateMachine
 from framework._protocol import (
     AttachInvocationCommandMessage,
     CallCommandMessage,
@@ -25,17 +44,11 @@ from framework._protocol import (
     CompletePromiseCommandMessage,
     Failure,
     GetPromiseCommandMessage,
-    Header,
     OneWayCallCommandMessage,
     PeekPromiseCommandMessage,
-    ProtocolVersion,
     SleepCommandMessage,
 )
-from framework.exceptions import TerminalError
 from framework.serde import BytesSerde, DefaultSerde, Serde
-
-if TYPE_CHECKING:
-    from framework._services import Handler
 
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741 - the official SDK's name for a handler's input type
@@ -73,131 +86,6 @@ class Request:
     scope: str | None = None
     limit_key: str | None = None
     idempotency_key: str | None = None
-
-
-class RestateDurableFuture(Generic[T], Awaitable[T]):
-    """The result of a durable step; awaiting an already-known result costs no loop turn."""
-
-    __slots__ = ("_invocation", "_key", "_serde")
-
-    def __init__(self, invocation: Invocation, key: Key, serde: Serde[T]) -> None:
-        self._invocation = invocation
-        self._key = key
-        self._serde = serde
-
-    def __await__(self) -> Generator[Any, None, T]:
-        invocation = self._invocation
-        # On replay the result is usually known already: skip the waiting generator.
-        result = invocation.machine.resolve_one(self._key)
-        if result is None:
-            result = yield from await_result(invocation, self._key)
-        return result_to_value(result, self._serde)  # type: ignore[no-any-return]
-
-    def is_completed(self) -> bool:
-        """Whether awaiting this future returns (or raises) without waiting."""
-        return self._invocation.machine.result(self._key) is not None
-
-
-class _CompletedFuture(RestateDurableFuture[T]):
-    """A durable future whose value was known when it was made (eager state, replay)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: T) -> None:
-        self._value = value
-
-    def __await__(self) -> Generator[Any, None, T]:
-        return self._value
-        yield  # pragma: no cover - makes this a generator that never suspends
-
-    def is_completed(self) -> bool:
-        return True
-
-
-class RestateDurableSleepFuture(RestateDurableFuture[None]):
-    """A durable timer: completes when the server's timer fires, even across restarts."""
-
-    __slots__ = ()
-
-
-class RestateDurableCallFuture(RestateDurableFuture[T]):
-    """The result of a call to another handler, and the id of the invocation it started."""
-
-    __slots__ = ("_invocation_id_key",)
-
-    def __init__(
-        self, invocation: Invocation, key: Key, serde: Serde[T], invocation_id_key: Key
-    ) -> None:
-        super().__init__(invocation, key, serde)
-        self._invocation_id_key = invocation_id_key
-
-    async def invocation_id(self) -> str:
-        """The id of the called invocation (``inv_...``)."""
-        return str(await _Result(self._invocation, self._invocation_id_key))
-
-    async def cancel_invocation(self) -> None:
-        """Cancel the called invocation: ``ctx.cancel_invocation(await f.invocation_id())``."""
-        invocation_id = await self.invocation_id()
-        self._invocation.machine.cancel_invocation(invocation_id)
-        self._invocation.wrote()
-
-
-class SendHandle:
-    """What a one-way send returns: the id of the invocation it started."""
-
-    __slots__ = ("_invocation", "_invocation_id_key")
-
-    def __init__(self, invocation: Invocation, invocation_id_key: Key) -> None:
-        self._invocation = invocation
-        self._invocation_id_key = invocation_id_key
-
-    async def invocation_id(self) -> str:
-        """The id of the invocation this send started (``inv_...``)."""
-        return str(await _Result(self._invocation, self._invocation_id_key))
-
-    async def cancel_invocation(self) -> None:
-        """Cancel the invocation this send started."""
-        invocation_id = await self.invocation_id()
-        self._invocation.machine.cancel_invocation(invocation_id)
-        self._invocation.wrote()
-
-
-class _Result:
-    """Awaits a notification's raw journal result."""
-
-    __slots__ = ("_invocation", "_key")
-
-    def __init__(self, invocation: Invocation, key: Key) -> None:
-        self._invocation = invocation
-        self._key = key
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        result = yield from await_result(self._invocation, self._key)
-        return result_to_value(result, _NONE_SERDE)
-
-
-class DurablePromise(Generic[T]):
-    """A workflow's named promise: resolved once (by any of its handlers or from outside),
-    awaited by any of them; it lives as long as the workflow."""
-
-    def __init__(self, name: str, serde: Serde[T] | None = None) -> None:
-        self.name = name
-        self.serde: Serde[T] = serde if serde is not None else DefaultSerde()
-
-    def resolve(self, value: T) -> Awaitable[None]:
-        raise NotImplementedError  # pragma: no cover - the server-side promise overrides
-
-    def reject(self, message: str, code: int = 500) -> Awaitable[None]:
-        raise NotImplementedError  # pragma: no cover
-
-    def peek(self) -> Awaitable[T | None]:
-        raise NotImplementedError  # pragma: no cover
-
-    def value(self) -> RestateDurableFuture[T]:
-        raise NotImplementedError  # pragma: no cover
-
-    def __await__(self) -> Generator[Any, None, T]:
-        return self.value().__await__()
 
 
 class _WorkflowPromise(DurablePromise[T]):
@@ -253,7 +141,7 @@ class _WorkflowPromise(DurablePromise[T]):
         recorded = machine.add_command(command)
         context._invocation.wrote()
         return RestateDurableFuture(
-            context._invocation, _recorded_id(recorded, completion_id), _NONE_SERDE
+            context._invocation, _recorded_id(recorded, completion_id), NONE_SERDE
         )
 
 
@@ -382,7 +270,7 @@ class Context:
         )
         self._invocation.wrote()
         return RestateDurableSleepFuture(
-            self._invocation, _recorded_id(recorded, completion_id), _NONE_SERDE
+            self._invocation, _recorded_id(recorded, completion_id), NONE_SERDE
         )
 
     # --- calling other handlers ------------------------------------------------------------
@@ -396,7 +284,7 @@ class Context:
         ``RESTATE_EXPERIMENTAL_ENABLE_VQUEUES=true`` (on a new cluster). Without them the
         call fails the attempt (the server retries it until fixed).
         """
-        _check_scope_name(scope)
+        check_scope_name(scope)
         return ScopedContext(self, scope)
 
     def service_call(
@@ -407,7 +295,7 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> RestateDurableCallFuture[O]:
         """Call a Service handler and get a future of its result."""
-        target = _target(tpe, "service", "service_call")
+        target = resolve_target(tpe, "service", "service_call")
         return self._call(target, None, arg, idempotency_key, headers)
 
     def service_send(
@@ -419,7 +307,7 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> SendHandle:
         """Start a Service handler without waiting for it (after ``send_delay``, if set)."""
-        target = _target(tpe, "service", "service_send")
+        target = resolve_target(tpe, "service", "service_send")
         return self._send(target, None, arg, send_delay, idempotency_key, headers)
 
     def object_call(
@@ -431,7 +319,7 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> RestateDurableCallFuture[O]:
         """Call a VirtualObject handler on the object ``key``."""
-        target = _target(tpe, "object", "object_call")
+        target = resolve_target(tpe, "object", "object_call")
         return self._call(target, key, arg, idempotency_key, headers)
 
     def object_send(
@@ -444,7 +332,7 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> SendHandle:
         """Send to a VirtualObject handler; sends to one key arrive in program order."""
-        target = _target(tpe, "object", "object_send")
+        target = resolve_target(tpe, "object", "object_send")
         return self._send(target, key, arg, send_delay, idempotency_key, headers)
 
     def workflow_call(
@@ -456,7 +344,7 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> RestateDurableCallFuture[O]:
         """Call a Workflow handler of the workflow with id ``key``."""
-        target = _target(tpe, "workflow", "workflow_call")
+        target = resolve_target(tpe, "workflow", "workflow_call")
         return self._call(target, key, arg, idempotency_key, headers)
 
     def workflow_send(
@@ -469,7 +357,7 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> SendHandle:
         """Send to a Workflow handler (e.g. start its main handler) without waiting."""
-        target = _target(tpe, "workflow", "workflow_send")
+        target = resolve_target(tpe, "workflow", "workflow_send")
         return self._send(target, key, arg, send_delay, idempotency_key, headers)
 
     def generic_call(
@@ -487,7 +375,7 @@ class Context:
 
         ``scope`` and ``limit_key``: see ``Context.scope``.
         """
-        target = _Target(service, handler, _BYTES_SERDE, _BYTES_SERDE)
+        target = Target(service, handler, _BYTES_SERDE, _BYTES_SERDE)
         return self._call(target, key, arg, idempotency_key, headers, scope, limit_key)
 
     def generic_send(
@@ -503,14 +391,14 @@ class Context:
         limit_key: str | None = None,
     ) -> SendHandle:
         """Send raw bytes to any handler by name (``scope``: see ``Context.scope``)."""
-        target = _Target(service, handler, _BYTES_SERDE, _BYTES_SERDE)
+        target = Target(service, handler, _BYTES_SERDE, _BYTES_SERDE)
         return self._send(
             target, key, arg, send_delay, idempotency_key, headers, scope, limit_key
         )
 
     def _call(
         self,
-        target: _Target,
+        target: Target,
         key: str | None,
         arg: Any,
         idempotency_key: str | None,
@@ -519,7 +407,7 @@ class Context:
         limit_key: str | None = None,
     ) -> RestateDurableCallFuture[Any]:
         machine = self._machine()
-        _check_scope(machine, scope, limit_key)
+        check_scope(machine, scope, limit_key)
         invocation_id_key = machine.next_completion_id()
         result_key = machine.next_completion_id()
         recorded = machine.add_command(
@@ -527,7 +415,7 @@ class Context:
                 service_name=target.service,
                 handler_name=target.handler,
                 parameter=target.input_serde.serialize(arg),
-                headers=_headers(headers),
+                headers=to_headers(headers),
                 key=key or "",
                 idempotency_key=idempotency_key,
                 scope=scope,
@@ -548,7 +436,7 @@ class Context:
 
     def _send(
         self,
-        target: _Target,
+        target: Target,
         key: str | None,
         arg: Any,
         send_delay: timedelta | None,
@@ -558,7 +446,7 @@ class Context:
         limit_key: str | None = None,
     ) -> SendHandle:
         machine = self._machine()
-        _check_scope(machine, scope, limit_key)
+        check_scope(machine, scope, limit_key)
         invocation_id_key = machine.next_completion_id()
         invoke_time = 0
         if send_delay:
@@ -569,7 +457,7 @@ class Context:
                 handler_name=target.handler,
                 parameter=target.input_serde.serialize(arg),
                 invoke_time=invoke_time,
-                headers=_headers(headers),
+                headers=to_headers(headers),
                 key=key or "",
                 idempotency_key=idempotency_key,
                 scope=scope,
@@ -629,7 +517,7 @@ class Context:
 
     def resolve_awakeable(self, name: str, value: I, serde: Serde[I] | None = None) -> None:
         """Complete the awakeable ``name`` (an id from ``ctx.awakeable()``) with ``value``."""
-        _check_awakeable_id(name)
+        check_awakeable_id(name)
         payload = _serde_for(serde, type(value)).serialize(value)
         self._machine().add_command(
             CompleteAwakeableCommandMessage(awakeable_id=name, value=payload)
@@ -638,7 +526,7 @@ class Context:
 
     def reject_awakeable(self, name: str, failure_message: str, failure_code: int = 500) -> None:
         """Fail the awakeable ``name``: its awaiter gets TerminalError(failure_message)."""
-        _check_awakeable_id(name)
+        check_awakeable_id(name)
         failure = Failure(code=failure_code, message=failure_message)
         self._machine().add_command(
             CompleteAwakeableCommandMessage(awakeable_id=name, failure=failure)
@@ -670,196 +558,6 @@ class Context:
         self._invocation.wrote()
 
 
-HandlerType = Callable[[Any, I], Awaitable[O]] | Callable[[Any], Awaitable[O]] | str
-
-
-class ScopedContext:
-    """``ctx.scope(name)``: the calls and sends of a context, within one scope."""
-
-    __slots__ = ("_context", "_scope")
-
-    def __init__(self, context: Context, scope: str) -> None:
-        self._context = context
-        self._scope = scope
-
-    def service_call(
-        self,
-        tpe: HandlerType[I, O],
-        arg: I,
-        limit_key: str | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> RestateDurableCallFuture[O]:
-        target = _target(tpe, "service", "service_call")
-        return self._context._call(
-            target, None, arg, idempotency_key, headers, self._scope, limit_key
-        )
-
-    def service_send(
-        self,
-        tpe: HandlerType[I, O],
-        arg: I,
-        send_delay: timedelta | None = None,
-        limit_key: str | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> SendHandle:
-        target = _target(tpe, "service", "service_send")
-        return self._context._send(
-            target, None, arg, send_delay, idempotency_key, headers, self._scope, limit_key
-        )
-
-    def object_call(
-        self,
-        tpe: HandlerType[I, O],
-        key: str,
-        arg: I,
-        limit_key: str | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> RestateDurableCallFuture[O]:
-        target = _target(tpe, "object", "object_call")
-        return self._context._call(
-            target, key, arg, idempotency_key, headers, self._scope, limit_key
-        )
-
-    def object_send(
-        self,
-        tpe: HandlerType[I, O],
-        key: str,
-        arg: I,
-        send_delay: timedelta | None = None,
-        limit_key: str | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> SendHandle:
-        target = _target(tpe, "object", "object_send")
-        return self._context._send(
-            target, key, arg, send_delay, idempotency_key, headers, self._scope, limit_key
-        )
-
-    def workflow_call(
-        self,
-        tpe: HandlerType[I, O],
-        key: str,
-        arg: I,
-        limit_key: str | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> RestateDurableCallFuture[O]:
-        target = _target(tpe, "workflow", "workflow_call")
-        return self._context._call(
-            target, key, arg, idempotency_key, headers, self._scope, limit_key
-        )
-
-    def workflow_send(
-        self,
-        tpe: HandlerType[I, O],
-        key: str,
-        arg: I,
-        send_delay: timedelta | None = None,
-        limit_key: str | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> SendHandle:
-        target = _target(tpe, "workflow", "workflow_send")
-        return self._context._send(
-            target, key, arg, send_delay, idempotency_key, headers, self._scope, limit_key
-        )
-
-
-_AWAKEABLE_ID = re.compile(r"^(sign_1|prom_1)[A-Za-z0-9_-]{27,}$")
-
-
-def _check_awakeable_id(awakeable_id: str) -> None:
-    # An id the server cannot place would fail (or worse) on its side; refuse it here,
-    # for good, since no retry can fix it.
-    if not isinstance(awakeable_id, str) or not _AWAKEABLE_ID.match(awakeable_id):
-        raise TerminalError(
-            f"{awakeable_id!r} is not an awakeable id: pass the id ctx.awakeable() returned "
-            "(it starts with 'sign_1')",
-            status_code=400,
-        )
-
-
-_SCOPE_PART = re.compile(r"^[a-zA-Z0-9_.-]{1,36}$")
-
-
-def _check_scope_name(scope: str) -> None:
-    if not isinstance(scope, str) or not _SCOPE_PART.match(scope):
-        raise ValueError(
-            f"invalid scope {scope!r}: use 1 to 36 of the characters a-z A-Z 0-9 _ . -"
-        )
-
-
-def _check_scope(machine: StateMachine, scope: str | None, limit_key: str | None) -> None:
-    if scope is None:
-        if limit_key is not None:
-            raise ValueError("limit_key needs a scope: ctx.scope(name).service_call(...)")
-        return
-    _check_scope_name(scope)
-    if limit_key is not None:
-        parts = limit_key.split("/")
-        if len(parts) > 2 or not all(_SCOPE_PART.match(p) for p in parts):
-            raise ValueError(
-                f"invalid limit_key {limit_key!r}: one or two levels separated by '/', each "
-                "1 to 36 of the characters a-z A-Z 0-9 _ . -"
-            )
-    if machine.version < ProtocolVersion.V7:
-        raise RuntimeError(
-            f"scoped calls need service protocol v7, but this invocation runs on "
-            f"v{int(machine.version)}: start restate-server with "
-            "RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7=true and "
-            "RESTATE_EXPERIMENTAL_ENABLE_VQUEUES=true"
-        )
-
-
-class _Target(NamedTuple):
-    service: str
-    handler: str
-    input_serde: Serde[Any]
-    output_serde: Serde[Any]
-
-
-_KIND_NAMES = {"service": "a Service", "object": "a VirtualObject", "workflow": "a Workflow"}
-
-
-def _target(tpe: Any, kind: str, method: str) -> _Target:
-    """Who a call goes to: a decorated handler function, or ``"Service/handler"``."""
-    if isinstance(tpe, str):
-        service, sep, handler = tpe.partition("/")
-        if not sep or not service or not handler or "/" in handler:
-            raise ValueError(
-                f"ctx.{method}({tpe!r}, ...): name a handler as 'Service/handler', or pass "
-                "the decorated handler function itself"
-            )
-        return _Target(service, handler, _DEFAULT_SERDE, _DEFAULT_SERDE)
-    handler_info: Handler | None = getattr(tpe, "__restate_handler__", None)
-    if handler_info is None:
-        raise TypeError(
-            f"ctx.{method} needs a handler: pass a function decorated with @service.handler() "
-            f"(or a 'Service/handler' string), not {tpe!r}"
-        )
-    if handler_info.service_kind != kind:
-        actual = handler_info.service_kind
-        args = "(handler, arg)" if actual == "service" else "(handler, key, arg)"
-        raise TypeError(
-            f"ctx.{method}: {handler_info.service_name}.{handler_info.name} is a handler of "
-            f"{_KIND_NAMES[actual]}, call it with ctx.{actual}_call{args} or "
-            f"ctx.{actual}_send{args}"
-        )
-    return _Target(
-        handler_info.service_name,
-        handler_info.name,
-        handler_info.input_serde,
-        handler_info.output_serde,
-    )
-
-
-def _headers(headers: dict[str, str] | None) -> list[Header]:
-    return [Header(key=k, value=v) for k, v in headers.items()] if headers else []
-
-
 def _serde_for(serde: Serde[T] | None, type_hint: Any) -> Serde[T]:
     if serde is None:
         serde = DefaultSerde()
@@ -868,15 +566,6 @@ def _serde_for(serde: Serde[T] | None, type_hint: Any) -> Serde[T]:
     return serde
 
 
-class _NoneSerde(Serde[None]):
-    def deserialize(self, buf: bytes) -> None:
-        return None
-
-    def serialize(self, obj: None) -> bytes:
-        return b""
-
-
-_NONE_SERDE = _NoneSerde()
 _BYTES_SERDE = BytesSerde()
 
 
@@ -902,26 +591,16 @@ class ObjectSharedContext(Context):
             serde = DefaultSerde(type_hint)
         result, completion_id = self._machine().get_state(name)
         if result is not None:
-            return _CompletedFuture(result_to_value(result, serde))
+            return CompletedFuture(result_to_value(result, serde))
         return RestateDurableFuture(self._invocation, completion_id, serde)  # type: ignore[arg-type]
 
     def state_keys(self, entry_name: str | None = None) -> Awaitable[list[str]]:
         """The names of all state entries of this object."""
         keys, completion_id = self._machine().state_keys()
         if keys is not None:
-            return _CompletedFuture([k.decode() for k in keys])
+            return CompletedFuture([k.decode() for k in keys])
         # The serde goes unused: _StateKeysFuture decodes the key list itself.
-        return _StateKeysFuture(self._invocation, completion_id, cast(Any, _NONE_SERDE))
-
-
-class _StateKeysFuture(RestateDurableFuture[list[str]]):
-    """The state keys the server sends (lazy state), as strings."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, list[str]]:
-        result = yield from await_result(self._invocation, self._key)
-        return [k.decode() for k in result] if isinstance(result, list) else []
+        return StateKeysFuture(self._invocation, completion_id, cast(Any, NONE_SERDE))
 
 
 class ObjectContext(ObjectSharedContext):
@@ -977,16 +656,10 @@ class WorkflowContext(ObjectContext):
 
 __all__ = [
     "Context",
-    "DurablePromise",
     "ObjectContext",
     "ObjectSharedContext",
     "Request",
-    "RestateDurableCallFuture",
-    "RestateDurableFuture",
-    "RestateDurableSleepFuture",
     "RunOptions",
-    "ScopedContext",
-    "SendHandle",
     "WorkflowContext",
     "WorkflowSharedContext",
 ]

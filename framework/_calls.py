@@ -1,0 +1,228 @@
+"""Where a call goes and how: handler references, scopes, headers, awakeable ids.
+
+The checks here fail at the call site, with the fix in the message, instead of letting a
+wrong target reach the server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from framework._futures import RestateDurableCallFuture, SendHandle
+from framework._journal import StateMachine
+from framework._protocol import Header, ProtocolVersion
+from framework.exceptions import TerminalError
+from framework.serde import DefaultSerde, Serde
+
+if TYPE_CHECKING:
+    from framework._context import Context
+    from framework._services import Handler
+
+I = TypeVar("I")  # noqa: E741 - the official SDK's name for a handler's input type
+O = TypeVar("O")  # noqa: E741 - and for its output type
+
+
+HandlerType = Callable[[Any, I], Awaitable[O]] | Callable[[Any], Awaitable[O]] | str
+
+
+class ScopedContext:
+    """``ctx.scope(name)``: the calls and sends of a context, within one scope."""
+
+    __slots__ = ("_context", "_scope")
+
+    def __init__(self, context: Context, scope: str) -> None:
+        self._context = context
+        self._scope = scope
+
+    def service_call(
+        self,
+        tpe: HandlerType[I, O],
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        target = resolve_target(tpe, "service", "service_call")
+        return self._context._call(
+            target, None, arg, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def service_send(
+        self,
+        tpe: HandlerType[I, O],
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        target = resolve_target(tpe, "service", "service_send")
+        return self._context._send(
+            target, None, arg, send_delay, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def object_call(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        target = resolve_target(tpe, "object", "object_call")
+        return self._context._call(
+            target, key, arg, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def object_send(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        target = resolve_target(tpe, "object", "object_send")
+        return self._context._send(
+            target, key, arg, send_delay, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def workflow_call(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        target = resolve_target(tpe, "workflow", "workflow_call")
+        return self._context._call(
+            target, key, arg, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def workflow_send(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        target = resolve_target(tpe, "workflow", "workflow_send")
+        return self._context._send(
+            target, key, arg, send_delay, idempotency_key, headers, self._scope, limit_key
+        )
+
+
+_AWAKEABLE_ID = re.compile(r"^(sign_1|prom_1)[A-Za-z0-9_-]{27,}$")
+
+
+def check_awakeable_id(awakeable_id: str) -> None:
+    # An id the server cannot place would fail (or worse) on its side; refuse it here,
+    # for good, since no retry can fix it.
+    if not isinstance(awakeable_id, str) or not _AWAKEABLE_ID.match(awakeable_id):
+        raise TerminalError(
+            f"{awakeable_id!r} is not an awakeable id: pass the id ctx.awakeable() returned "
+            "(it starts with 'sign_1')",
+            status_code=400,
+        )
+
+
+_SCOPE_PART = re.compile(r"^[a-zA-Z0-9_.-]{1,36}$")
+
+
+def check_scope_name(scope: str) -> None:
+    if not isinstance(scope, str) or not _SCOPE_PART.match(scope):
+        raise ValueError(
+            f"invalid scope {scope!r}: use 1 to 36 of the characters a-z A-Z 0-9 _ . -"
+        )
+
+
+def check_scope(machine: StateMachine, scope: str | None, limit_key: str | None) -> None:
+    if scope is None:
+        if limit_key is not None:
+            raise ValueError("limit_key needs a scope: ctx.scope(name).service_call(...)")
+        return
+    check_scope_name(scope)
+    if limit_key is not None:
+        parts = limit_key.split("/")
+        if len(parts) > 2 or not all(_SCOPE_PART.match(p) for p in parts):
+            raise ValueError(
+                f"invalid limit_key {limit_key!r}: one or two levels separated by '/', each "
+                "1 to 36 of the characters a-z A-Z 0-9 _ . -"
+            )
+    if machine.version < ProtocolVersion.V7:
+        raise RuntimeError(
+            f"scoped calls need service protocol v7, but this invocation runs on "
+            f"v{int(machine.version)}: start restate-server with "
+            "RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7=true and "
+            "RESTATE_EXPERIMENTAL_ENABLE_VQUEUES=true"
+        )
+
+
+class Target(NamedTuple):
+    service: str
+    handler: str
+    input_serde: Serde[Any]
+    output_serde: Serde[Any]
+
+
+_JSON: DefaultSerde[Any] = DefaultSerde()
+KIND_NAMES = {"service": "a Service", "object": "a VirtualObject", "workflow": "a Workflow"}
+
+
+def resolve_target(tpe: Any, kind: str, method: str) -> Target:
+    """Who a call goes to: a decorated handler function, or ``"Service/handler"``."""
+    if isinstance(tpe, str):
+        service, sep, handler = tpe.partition("/")
+        if not sep or not service or not handler or "/" in handler:
+            raise ValueError(
+                f"ctx.{method}({tpe!r}, ...): name a handler as 'Service/handler', or pass "
+                "the decorated handler function itself"
+            )
+        return Target(service, handler, _JSON, _JSON)
+    handler_info: Handler | None = getattr(tpe, "__restate_handler__", None)
+    if handler_info is None:
+        raise TypeError(
+            f"ctx.{method} needs a handler: pass a function decorated with @service.handler() "
+            f"(or a 'Service/handler' string), not {tpe!r}"
+        )
+    if handler_info.service_kind != kind:
+        actual = handler_info.service_kind
+        args = "(handler, arg)" if actual == "service" else "(handler, key, arg)"
+        raise TypeError(
+            f"ctx.{method}: {handler_info.service_name}.{handler_info.name} is a handler of "
+            f"{KIND_NAMES[actual]}, call it with ctx.{actual}_call{args} or "
+            f"ctx.{actual}_send{args}"
+        )
+    return Target(
+        handler_info.service_name,
+        handler_info.name,
+        handler_info.input_serde,
+        handler_info.output_serde,
+    )
+
+
+def to_headers(headers: dict[str, str] | None) -> list[Header]:
+    return [Header(key=k, value=v) for k, v in headers.items()] if headers else []
+
+
+__all__ = [
+    "HandlerType",
+    "ScopedContext",
+    "Target",
+    "check_awakeable_id",
+    "check_scope",
+    "check_scope_name",
+    "resolve_target",
+    "to_headers",
+]

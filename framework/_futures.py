@@ -1,0 +1,175 @@
+"""Durable futures: what the context's methods return.
+
+Awaiting one waits through the journal (``Invocation.await_keys``): it returns at once
+when the journal already holds the result, suspends the invocation when nothing can
+progress, and raises TerminalError(409) when the invocation is cancelled meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Generator
+from typing import Any, Generic, TypeVar
+
+from framework._invocation import Invocation, await_result, result_to_value
+from framework._journal import Key
+from framework.serde import DefaultSerde, Serde
+
+T = TypeVar("T")
+
+
+class _NoneSerde(Serde[None]):
+    def deserialize(self, buf: bytes) -> None:
+        return None
+
+    def serialize(self, obj: None) -> bytes:
+        return b""
+
+
+NONE_SERDE = _NoneSerde()
+
+
+class RestateDurableFuture(Generic[T], Awaitable[T]):
+    """The result of a durable step; awaiting an already-known result costs no loop turn."""
+
+    __slots__ = ("_invocation", "_key", "_serde")
+
+    def __init__(self, invocation: Invocation, key: Key, serde: Serde[T]) -> None:
+        self._invocation = invocation
+        self._key = key
+        self._serde = serde
+
+    def __await__(self) -> Generator[Any, None, T]:
+        invocation = self._invocation
+        # On replay the result is usually known already: skip the waiting generator.
+        result = invocation.machine.resolve_one(self._key)
+        if result is None:
+            result = yield from await_result(invocation, self._key)
+        return result_to_value(result, self._serde)  # type: ignore[no-any-return]
+
+    def is_completed(self) -> bool:
+        """Whether awaiting this future returns (or raises) without waiting."""
+        return self._invocation.machine.result(self._key) is not None
+
+
+class CompletedFuture(RestateDurableFuture[T]):
+    """A durable future whose value was known when it was made (eager state, replay)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._value
+        yield  # pragma: no cover - makes this a generator that never suspends
+
+    def is_completed(self) -> bool:
+        return True
+
+
+class RestateDurableSleepFuture(RestateDurableFuture[None]):
+    """A durable timer: completes when the server's timer fires, even across restarts."""
+
+    __slots__ = ()
+
+
+class RestateDurableCallFuture(RestateDurableFuture[T]):
+    """The result of a call to another handler, and the id of the invocation it started."""
+
+    __slots__ = ("_invocation_id_key",)
+
+    def __init__(
+        self, invocation: Invocation, key: Key, serde: Serde[T], invocation_id_key: Key
+    ) -> None:
+        super().__init__(invocation, key, serde)
+        self._invocation_id_key = invocation_id_key
+
+    async def invocation_id(self) -> str:
+        """The id of the called invocation (``inv_...``)."""
+        return str(await _RawResult(self._invocation, self._invocation_id_key))
+
+    async def cancel_invocation(self) -> None:
+        """Cancel the called invocation: ``ctx.cancel_invocation(await f.invocation_id())``."""
+        invocation_id = await self.invocation_id()
+        self._invocation.machine.cancel_invocation(invocation_id)
+        self._invocation.wrote()
+
+
+class SendHandle:
+    """What a one-way send returns: the id of the invocation it started."""
+
+    __slots__ = ("_invocation", "_invocation_id_key")
+
+    def __init__(self, invocation: Invocation, invocation_id_key: Key) -> None:
+        self._invocation = invocation
+        self._invocation_id_key = invocation_id_key
+
+    async def invocation_id(self) -> str:
+        """The id of the invocation this send started (``inv_...``)."""
+        return str(await _RawResult(self._invocation, self._invocation_id_key))
+
+    async def cancel_invocation(self) -> None:
+        """Cancel the invocation this send started."""
+        invocation_id = await self.invocation_id()
+        self._invocation.machine.cancel_invocation(invocation_id)
+        self._invocation.wrote()
+
+
+class _RawResult:
+    """Awaits a notification's raw journal result."""
+
+    __slots__ = ("_invocation", "_key")
+
+    def __init__(self, invocation: Invocation, key: Key) -> None:
+        self._invocation = invocation
+        self._key = key
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        result = yield from await_result(self._invocation, self._key)
+        return result_to_value(result, NONE_SERDE)
+
+
+class DurablePromise(Generic[T]):
+    """A workflow's named promise: resolved once (by any of its handlers or from outside),
+    awaited by any of them; it lives as long as the workflow."""
+
+    def __init__(self, name: str, serde: Serde[T] | None = None) -> None:
+        self.name = name
+        self.serde: Serde[T] = serde if serde is not None else DefaultSerde()
+
+    def resolve(self, value: T) -> Awaitable[None]:
+        raise NotImplementedError  # pragma: no cover - the server-side promise overrides
+
+    def reject(self, message: str, code: int = 500) -> Awaitable[None]:
+        raise NotImplementedError  # pragma: no cover
+
+    def peek(self) -> Awaitable[T | None]:
+        raise NotImplementedError  # pragma: no cover
+
+    def value(self) -> RestateDurableFuture[T]:
+        raise NotImplementedError  # pragma: no cover
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.value().__await__()
+
+
+class StateKeysFuture(RestateDurableFuture[list[str]]):
+    """The state keys the server sends (lazy state), as strings."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, list[str]]:
+        result = yield from await_result(self._invocation, self._key)
+        return [k.decode() for k in result] if isinstance(result, list) else []
+
+
+__all__ = [
+    "NONE_SERDE",
+    "CompletedFuture",
+    "DurablePromise",
+    "RestateDurableCallFuture",
+    "RestateDurableFuture",
+    "RestateDurableSleepFuture",
+    "SendHandle",
+    "StateKeysFuture",
+]
