@@ -73,28 +73,6 @@ class RestateDurableSleepFuture(RestateDurableFuture[None]):
     __slots__ = ()
 
 
-class RestateDurableCallFuture(RestateDurableFuture[T]):
-    """The result of a call to another handler, and the id of the invocation it started."""
-
-    __slots__ = ("_invocation_id_key",)
-
-    def __init__(
-        self, invocation: Invocation, key: Key, serde: Serde[T], invocation_id_key: Key
-    ) -> None:
-        super().__init__(invocation, key, serde)
-        self._invocation_id_key = invocation_id_key
-
-    async def invocation_id(self) -> str:
-        """The id of the called invocation (``inv_...``)."""
-        return str(await _RawResult(self._invocation, self._invocation_id_key))
-
-    async def cancel_invocation(self) -> None:
-        """Cancel the called invocation: ``ctx.cancel_invocation(await f.invocation_id())``."""
-        invocation_id = await self.invocation_id()
-        self._invocation.machine.cancel_invocation(invocation_id)
-        self._invocation.wrote()
-
-
 class SendHandle:
     """What a one-way send returns: the id of the invocation it started."""
 
@@ -109,10 +87,30 @@ class SendHandle:
         return str(await _RawResult(self._invocation, self._invocation_id_key))
 
     async def cancel_invocation(self) -> None:
-        """Cancel the invocation this send started."""
+        """Cancel the invocation: ``ctx.cancel_invocation(await h.invocation_id())``."""
         invocation_id = await self.invocation_id()
         self._invocation.machine.cancel_invocation(invocation_id)
         self._invocation.wrote()
+
+
+class RestateDurableCallFuture(RestateDurableFuture[T]):
+    """The result of a call to another handler, and the id of the invocation it started."""
+
+    __slots__ = ("_started",)
+
+    def __init__(
+        self, invocation: Invocation, key: Key, serde: Serde[T], invocation_id_key: Key
+    ) -> None:
+        super().__init__(invocation, key, serde)
+        self._started = SendHandle(invocation, invocation_id_key)
+
+    async def invocation_id(self) -> str:
+        """The id of the called invocation (``inv_...``)."""
+        return await self._started.invocation_id()
+
+    async def cancel_invocation(self) -> None:
+        """Cancel the called invocation: ``ctx.cancel_invocation(await f.invocation_id())``."""
+        await self._started.cancel_invocation()
 
 
 class _RawResult:
