@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -72,6 +73,13 @@ async def call_then_compensate(ctx: Context) -> str:
 
 
 @svc.handler()
+async def impatient(ctx: Context) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(ctx.sleep(timedelta(hours=1)), 0.05)
+    await ctx.sleep(timedelta(hours=2))
+
+
+@svc.handler()
 async def resolve_someone(ctx: Context, awakeable: str) -> None:
     ctx.resolve_awakeable(awakeable, "done")
 
@@ -88,8 +96,10 @@ def json(value: object) -> bytes:
     return msgspec.json.encode(value)
 
 
-def run_journal(handler: str, *entries: object, version: int = 6) -> list[object]:
-    """Invoke ``handler`` with a complete journal (StartMessage + entries), input closed."""
+def run_journal(handler: str, *entries: object, version: int = 6,
+                close_after: float = 0.0) -> list[object]:
+    """Invoke ``handler`` with a complete journal (StartMessage + entries); the server's
+    side of the stream closes with it, or ``close_after`` seconds later."""
     start = StartMessage(id=INVOCATION_ID, debug_id="inv_test", known_entries=len(entries),
                          random_seed=1)
     body = b"".join(encode_frame(m) for m in (start, *entries))  # type: ignore[arg-type]
@@ -98,12 +108,15 @@ def run_journal(handler: str, *entries: object, version: int = 6) -> list[object
              "path": f"/invoke/Semantics/{handler}", "raw_path": b"", "query_string": b"",
              "root_path": "", "headers": [(b"content-type", content_type),
                                           (b"accept", content_type)]}
-    received = [{"type": "http.request", "body": body, "more_body": False}]
+    received = [{"type": "http.request", "body": body, "more_body": close_after > 0}]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         if received:
             return received.pop(0)
+        if close_after:
+            await asyncio.sleep(close_after)
+            return {"type": "http.request", "body": b"", "more_body": False}
         await asyncio.sleep(3600)
         raise AssertionError("unreachable")
 
@@ -223,3 +236,13 @@ def test_resolving_something_that_is_no_awakeable_id_fails_for_good() -> None:
     assert isinstance(output, OutputCommandMessage) and output.failure is not None
     assert output.failure.code == 400 and "not an awakeable id" in output.failure.message
     assert end == EndMessage()
+
+
+def test_an_await_given_up_by_its_task_is_not_waited_for() -> None:
+    # asyncio.wait_for cancels the first await; the suspension names the second timer only.
+    frames = run_journal("impatient", INPUT, close_after=0.3)
+    assert [type(f) for f in frames] == [SleepCommandMessage, SleepCommandMessage,
+                                         SuspensionMessage]
+    suspension = frames[2]
+    assert isinstance(suspension, SuspensionMessage)
+    assert suspension.waiting_completions == [2]
