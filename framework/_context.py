@@ -48,7 +48,7 @@ from framework._protocol import (
     PeekPromiseCommandMessage,
     SleepCommandMessage,
 )
-from framework.serde import BytesSerde, DefaultSerde, Serde
+from framework.serde import BytesSerde, DefaultSerde, Serde, return_hint
 
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741 - the official SDK's name for a handler's input type
@@ -73,6 +73,9 @@ class RunOptions(Generic[T]):
     max_retry_interval: timedelta | None = None
     retry_interval_factor: float | None = None
     max_retry_duration: timedelta | None = None
+
+
+_DEFAULT_RUN_OPTIONS: RunOptions[Any] = RunOptions()
 
 
 @dataclass
@@ -228,11 +231,15 @@ class Context:
 
         A plain function runs in a worker thread (so blocking I/O is fine); an async one
         is awaited. A failure is retried per ``options``; raise TerminalError to stop.
+        The result's type (for decoding it on replay) is ``options.type_hint``, else the
+        action's return annotation.
         """
-        options = options if options is not None else RunOptions()
+        options = options if options is not None else _DEFAULT_RUN_OPTIONS
         serde: Serde[Any] = options.serde
-        if options.type_hint is not None and isinstance(serde, DefaultSerde):
-            serde = serde.with_maybe_type(options.type_hint)
+        if isinstance(serde, DefaultSerde) and serde.type_hint is None:
+            hint = options.type_hint or return_hint(action)
+            if hint is not None:
+                serde = serde.with_maybe_type(hint)
         machine = self._machine()
         must_execute, completion_id = machine.run(name)
         if must_execute:

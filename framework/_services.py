@@ -16,6 +16,7 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 HandlerKind = Literal["exclusive", "shared", "workflow"]
 ServiceKind = Literal["service", "object", "workflow"]
 
+_JSON = "application/json"
 _SERVICE_NAME = re.compile(r"^([a-zA-Z]|_[a-zA-Z0-9])[a-zA-Z0-9._-]*$")
 _HANDLER_NAME = re.compile(r"^([a-zA-Z]|_[a-zA-Z0-9])[a-zA-Z0-9_]*$")
 
@@ -145,6 +146,13 @@ class _ServiceBase:
             hints = _type_hints(fn)
             input_hint = hints.get(params[1].name) if len(params) == 2 else None
             output_hint = hints.get("return")
+            # Raw bytes in or out: any content type in, octet-stream out (unless set).
+            handler_accept = "*/*" if input_hint is bytes and accept == _JSON else accept
+            handler_content_type = (
+                "application/octet-stream"
+                if output_hint is bytes and content_type == _JSON
+                else content_type
+            )
             handler = Handler(
                 service_name=self._name,
                 service_kind=self.kind,
@@ -154,8 +162,8 @@ class _ServiceBase:
                 takes_input=len(params) == 2,
                 input_serde=_with_hint(input_serde, input_hint),
                 output_serde=_with_hint(output_serde, output_hint),
-                accept=accept,
-                content_type=content_type,
+                accept=handler_accept,
+                content_type=handler_content_type,
                 options=options,
                 description=inspect.getdoc(fn),
                 context_managers=self.context_managers + list(context_managers or []),

@@ -1,8 +1,17 @@
-"""Serialization of handler inputs, outputs, state and step results (JSON by default)."""
+"""Serialization of handler inputs, outputs, state and step results (JSON by default).
+
+``DefaultSerde`` picks the codec from a type hint: ``bytes`` passes through, Pydantic v2
+models (also inside ``list[...]``, ``Optional[...]``...) go through Pydantic, everything
+else msgspec can type (Structs, dataclasses, TypedDict, enums, builtins...) through msgspec,
+and no hint means plain JSON. Typed serdes also describe their type as a JSON Schema, which
+the discovery manifest hands to the Restate server (its UI and OpenAPI show it).
+"""
 
 from __future__ import annotations
 
 import abc
+import functools
+import sys
 import typing
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +30,10 @@ class Serde(Generic[T], abc.ABC):
     @abc.abstractmethod
     def serialize(self, obj: T | None) -> bytes: ...
 
+    def json_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema of the values, if this serde knows one."""
+        return None
+
 
 class BytesSerde(Serde[bytes]):
     """Raw bytes, passed through untouched."""
@@ -32,7 +45,18 @@ class BytesSerde(Serde[bytes]):
         return b"" if obj is None else bytes(obj)
 
 
-_json_encoder = msgspec.json.Encoder()
+def _encode_other(obj: Any) -> Any:
+    # A Pydantic model returned where no type hint said so: encode it the Pydantic way.
+    dump = getattr(obj, "model_dump", None)
+    if dump is not None and _pydantic_base_model() is not None:
+        return dump(mode="json")
+    raise TypeError(
+        f"cannot serialize a {type(obj).__name__} as JSON: return JSON-friendly values, "
+        "msgspec Structs, dataclasses or Pydantic models, or pass a serde"
+    )
+
+
+_json_encoder = msgspec.json.Encoder(enc_hook=_encode_other)
 _json_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 
@@ -62,20 +86,62 @@ class MsgspecJsonSerde(Serde[I]):
         return self._decoder.decode(buf)  # type: ignore[no-any-return]
 
     def serialize(self, obj: I | None) -> bytes:
-        # None is "no value", as in the official SDK: an empty body, not ``null``.
         return b"" if obj is None else _json_encoder.encode(obj)
+
+    def json_schema(self) -> dict[str, Any] | None:
+        return msgspec.json.schema(self.model)
+
+
+class PydanticJsonSerde(Serde[I]):
+    """JSON through Pydantic v2: a model class, or any hint containing models
+    (``list[Model]``, ``Model | None``...). Needs ``pip install 'framework[pydantic]'``."""
+
+    def __init__(self, model: Any) -> None:
+        try:
+            from pydantic import TypeAdapter
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "PydanticJsonSerde needs Pydantic v2: pip install 'framework[pydantic]'"
+            ) from error
+        self.model = model
+        self._adapter: Any = TypeAdapter(model)
+
+    def deserialize(self, buf: bytes) -> I | None:
+        if not buf:
+            return None
+        return self._adapter.validate_json(buf)  # type: ignore[no-any-return]
+
+    def serialize(self, obj: I | None) -> bytes:
+        return b"" if obj is None else bytes(self._adapter.dump_json(obj))
+
+    def json_schema(self) -> dict[str, Any] | None:
+        return self._adapter.json_schema(mode="serialization")  # type: ignore[no-any-return]
+
+
+def return_hint(fn: Any) -> Any:
+    """The return annotation of ``fn`` (None when it has none or it cannot be resolved)."""
+    annotations = getattr(fn, "__annotations__", None)
+    if not annotations or "return" not in annotations:
+        return None  # lambdas and unannotated functions: no lookup at all
+    return _resolved_return_hint(fn)
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved_return_hint(fn: Any) -> Any:
+    try:
+        hint = typing.get_type_hints(fn).get("return")
+    except Exception:
+        return None
+    return None if hint is type(None) else hint
 
 
 class DefaultSerde(Serde[I]):
-    """What a handler gets unless it asks otherwise: picked from the type hint.
-
-    ``bytes`` passes through, any other hint (msgspec Structs, dataclasses, builtins) is
-    JSON decoded into that type, and no hint means plain JSON.
-    """
+    """What a handler gets unless it asks otherwise: picked from the type hint (see the
+    module docstring)."""
 
     def __init__(self, type_hint: type[I] | None = None) -> None:
         self.type_hint = type_hint
-        self._inner: Serde[Any] = _serde_for(type_hint)
+        self._inner: Serde[Any] = serde_for_type(type_hint)
 
     def with_maybe_type(self, type_hint: type[I] | None = None) -> DefaultSerde[I]:
         return DefaultSerde(type_hint) if type_hint is not None else self
@@ -86,16 +152,34 @@ class DefaultSerde(Serde[I]):
     def serialize(self, obj: I | None) -> bytes:
         return self._inner.serialize(obj)
 
+    def json_schema(self) -> dict[str, Any] | None:
+        return self._inner.json_schema()
+
 
 _bytes_serde = BytesSerde()
 _json_serde: JsonSerde[Any] = JsonSerde()
 
 
-def _serde_for(type_hint: Any) -> Serde[Any]:
+def serde_for_type(type_hint: Any) -> Serde[Any]:
+    """The serde ``DefaultSerde`` uses for ``type_hint`` (built once per hint)."""
+    try:
+        return _cached_serde_for_type(type_hint)
+    except TypeError:  # an unhashable hint
+        return _serde_for_type(type_hint)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_serde_for_type(type_hint: Any) -> Serde[Any]:
+    return _serde_for_type(type_hint)
+
+
+def _serde_for_type(type_hint: Any) -> Serde[Any]:
     if type_hint is None or type_hint is Any or type_hint is typing.Any:
         return _json_serde
     if type_hint is bytes:
         return _bytes_serde
+    if _mentions_pydantic_model(type_hint):
+        return PydanticJsonSerde(type_hint)
     try:
         return MsgspecJsonSerde(type_hint)
     except TypeError:
@@ -103,4 +187,52 @@ def _serde_for(type_hint: Any) -> Serde[Any]:
         return _json_serde
 
 
-__all__ = ["BytesSerde", "DefaultSerde", "JsonSerde", "MsgspecJsonSerde", "Serde"]
+def describe_decode_error(error: Exception) -> str:
+    """One line naming what did not decode and where (the field), for a 400 answer."""
+    errors = getattr(error, "errors", None)
+    if callable(errors):  # Pydantic: a list of {loc, msg}
+        try:
+            problems = [
+                f"{'.'.join(str(part) for part in item['loc']) or 'input'}: {item['msg']}"
+                for item in errors()
+            ]
+        except Exception:
+            problems = []
+        if problems:
+            return "; ".join(problems)
+    if isinstance(error, UnicodeDecodeError):
+        return "the body is not UTF-8 text"
+    return str(error) or type(error).__name__
+
+
+def _mentions_pydantic_model(type_hint: Any) -> bool:
+    base_model = _pydantic_base_model()
+    if base_model is None:
+        return False
+    pending = [type_hint]
+    while pending:
+        hint = pending.pop()
+        if isinstance(hint, type) and issubclass(hint, base_model):
+            return True
+        pending.extend(typing.get_args(hint))
+    return False
+
+
+def _pydantic_base_model() -> type | None:
+    # A hint can only name a Pydantic model if Pydantic is imported already: never import
+    # it here (it is slow to import and an optional dependency).
+    pydantic = sys.modules.get("pydantic")
+    return getattr(pydantic, "BaseModel", None) if pydantic is not None else None
+
+
+__all__ = [
+    "BytesSerde",
+    "DefaultSerde",
+    "JsonSerde",
+    "MsgspecJsonSerde",
+    "PydanticJsonSerde",
+    "Serde",
+    "describe_decode_error",
+    "return_hint",
+    "serde_for_type",
+]

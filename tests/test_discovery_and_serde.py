@@ -73,7 +73,8 @@ def test_manifest_v4_carries_kinds_and_options() -> None:
     assert hello["metadata"] == {"team": "a"}
     assert hello["retryPolicyInitialInterval"] == 200
     assert hello["retryPolicyMaxAttempts"] == 7 and hello["retryPolicyOnMaxAttempts"] == "PAUSE"
-    assert hello["input"] == {"required": False, "contentType": "application/json"}
+    assert hello["input"] == {"required": False, "contentType": "application/json",
+                              "jsonSchema": {"type": "string"}}
     assert obj["enableLazyState"] is True
     assert [(h["name"], h["ty"]) for h in obj["handlers"]] == [("peek", "SHARED"),
                                                             ("poke", "EXCLUSIVE")]

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from framework._services import AnyService, Handler, HandlerOptions
+from framework.serde import Serde
 
 MANIFEST_CONTENT_TYPES = {
     version: f"application/vnd.restate.endpointmanifest.v{version}+json" for version in (2, 3, 4)
@@ -70,14 +71,29 @@ def _options(options: HandlerOptions, manifest_version: int, where: str) -> dict
     return out
 
 
+def _add_schema(payload: dict[str, Any], serde: Serde[Any]) -> None:
+    """Describe the payload's type (the Restate UI and OpenAPI show it), if known."""
+    describe = getattr(serde, "json_schema", None)
+    if describe is None:
+        return
+    try:
+        schema = describe()
+    except Exception:  # a type the schema generator cannot describe: say nothing
+        return
+    if schema is not None:
+        payload["jsonSchema"] = schema
+
+
 def _handler_entry(handler: Handler, manifest_version: int) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": handler.name}
     if handler.kind is not None:
         entry["ty"] = _HANDLER_TYPES[handler.kind]
-    entry["input"] = (
-        {"required": False, "contentType": handler.accept} if handler.takes_input else {}
-    )
+    entry["input"] = {}
+    if handler.takes_input:
+        entry["input"] = {"required": False, "contentType": handler.accept}
+        _add_schema(entry["input"], handler.input_serde)
     entry["output"] = {"contentType": handler.content_type, "setContentTypeIfEmpty": False}
+    _add_schema(entry["output"], handler.output_serde)
     if handler.description:
         entry["documentation"] = handler.description
     if handler.options.metadata:

@@ -32,6 +32,7 @@ from framework._protocol import (
 )
 from framework._services import Handler
 from framework.exceptions import TerminalError
+from framework.serde import describe_decode_error
 
 logger = logging.getLogger("framework")
 
@@ -253,7 +254,8 @@ class _Pump:
                 argument = handler.input_serde.deserialize(raw_input)
             except Exception as error:
                 raise TerminalError(
-                    f"invalid input for {handler.service_name}/{handler.name}: {error}",
+                    f"invalid input for {handler.service_name}/{handler.name}: "
+                    f"{describe_decode_error(error)}",
                     status_code=400,
                 ) from error
         if handler.context_managers:
