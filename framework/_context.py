@@ -48,6 +48,7 @@ from framework._protocol import (
     PeekPromiseCommandMessage,
     SleepCommandMessage,
 )
+from framework._tracing import outgoing_trace_headers
 from framework.serde import BytesSerde, DefaultSerde, Serde, return_hint
 
 T = TypeVar("T")
@@ -422,7 +423,7 @@ class Context:
                 service_name=target.service,
                 handler_name=target.handler,
                 parameter=target.input_serde.serialize(arg),
-                headers=to_headers(headers),
+                headers=to_headers(outgoing_trace_headers(headers)),
                 key=key or "",
                 idempotency_key=idempotency_key,
                 scope=scope,
@@ -464,7 +465,7 @@ class Context:
                 handler_name=target.handler,
                 parameter=target.input_serde.serialize(arg),
                 invoke_time=invoke_time,
-                headers=to_headers(headers),
+                headers=to_headers(outgoing_trace_headers(headers)),
                 key=key or "",
                 idempotency_key=idempotency_key,
                 scope=scope,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from framework._journal import VOID, JournalMismatch, Key, Result, StateMachine
 from framework._logging import current_invocation
 from framework._protocol import Failure, FailureMetadata, ProtocolError
+from framework._tracing import run_span
 from framework.exceptions import RetryableError, TerminalError
 
 if TYPE_CHECKING:
@@ -307,18 +308,8 @@ class Invocation:
         inside_run.set(name)
         try:
             try:
-                if inspect.iscoroutinefunction(action):
-                    value = await action(*args, **kwargs)
-                else:
-                    # A plain function may block: run it in a worker thread, with our
-                    # contextvars, so other invocations keep going meanwhile.
-                    call = functools.partial(action, *args, **kwargs)
-                    context = contextvars.copy_context()
-                    value = await asyncio.get_running_loop().run_in_executor(
-                        None, context.run, call
-                    )
-                    if inspect.isawaitable(value):
-                        value = await value
+                with run_span(name):
+                    value = await _execute(action, args, kwargs)
                 outcome: bytes | Failure = serde.serialize(value)
             except TerminalError as error:
                 outcome = _failure(error)
@@ -346,6 +337,21 @@ class Invocation:
             self._running_runs.pop(completion_id, None)
             if not self._running_runs and not self._ended:
                 self._progress()
+
+
+async def _execute(
+    action: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if inspect.iscoroutinefunction(action):
+        return await action(*args, **kwargs)
+    # A plain function may block: run it in a worker thread, with our contextvars (the
+    # run's span among them), so other invocations keep going meanwhile.
+    call = functools.partial(action, *args, **kwargs)
+    context = contextvars.copy_context()
+    value = await asyncio.get_running_loop().run_in_executor(None, context.run, call)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
 
 
 class _Retry(NamedTuple):

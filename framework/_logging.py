@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 from typing import TYPE_CHECKING
+
+import msgspec
+
+from framework._tracing import current_trace_id
 
 if TYPE_CHECKING:
     from framework._invocation import Invocation
@@ -22,8 +27,9 @@ current_invocation: contextvars.ContextVar[Invocation | None] = contextvars.Cont
 class RestateLoggingFilter(logging.Filter):
     """Drops records logged while a handler replays journaled steps; tags the others.
 
-    Records get ``invocation_id`` (``inv_...``, or ``"-"`` outside a handler) and
-    ``restate_target`` (``Service/handler``), for use in a format string such as
+    Records get ``invocation_id`` (``inv_...``, or ``"-"`` outside a handler),
+    ``restate_target`` (``Service/handler``) and ``trace_id`` (W3C, when the invocation
+    carries a trace context), for use in a format string such as
     ``"%(asctime)s %(invocation_id)s %(message)s"``.
     """
 
@@ -34,12 +40,14 @@ class RestateLoggingFilter(logging.Filter):
         if invocation is None:
             record.invocation_id = "-"
             record.restate_target = "-"
+            record.trace_id = "-"
             return True
         if invocation.machine.replaying:
             return False
         start = invocation.machine.start
         record.invocation_id = start.debug_id if start is not None else "-"
         record.restate_target = invocation.target
+        record.trace_id = current_trace_id() or "-"
         return True
 
 
@@ -58,15 +66,43 @@ class _DefaultFields(logging.Filter):
 DEFAULT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(invocation_id)s] %(message)s"
 
 
-def configure_default_logging(level: int = logging.INFO) -> bool:
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, and the invocation's
+    ``invocation_id``, ``restate_target`` and ``trace_id`` when there are any."""
+
+    _FIELDS = ("invocation_id", "restate_target", "trace_id")
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in self._FIELDS:
+            value = getattr(record, name, "-")
+            if value != "-":
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return msgspec.json.encode(entry).decode()
+
+
+def configure_default_logging(level: int = logging.INFO, *, json: bool | None = None) -> bool:
     """Log INFO and up to stderr, tagged with the invocation id, unless the application
-    configured logging itself (the root logger has handlers). True if it configured."""
+    configured logging itself (the root logger has handlers). True if it configured.
+
+    ``json`` (default: ``FRAMEWORK_LOG_FORMAT=json`` in the environment) writes one JSON
+    object per line instead of text, for log pipelines.
+    """
     root = logging.getLogger()
     if root.handlers:
         return False
+    if json is None:
+        json = os.environ.get("FRAMEWORK_LOG_FORMAT", "").lower() == "json"
     handler = logging.StreamHandler()
     handler.addFilter(_DefaultFields())
-    handler.setFormatter(logging.Formatter(DEFAULT_FORMAT))
+    handler.setFormatter(JsonLogFormatter() if json else logging.Formatter(DEFAULT_FORMAT))
     root.addHandler(handler)
     root.setLevel(level)
     return True
@@ -82,6 +118,7 @@ def getLogger(name: str | None = None) -> logging.Logger:
 
 __all__ = [
     "DEFAULT_FORMAT",
+    "JsonLogFormatter",
     "RestateLoggingFilter",
     "configure_default_logging",
     "current_invocation",

@@ -31,6 +31,7 @@ from framework._protocol import (
     parse_content_type,
 )
 from framework._services import Handler
+from framework._tracing import handler_span, incoming_trace_context
 from framework.exceptions import TerminalError
 from framework.serde import describe_decode_error
 
@@ -249,22 +250,26 @@ class _Pump:
             idempotency_key=start.idempotency_key,
         )
         ctx = _context_class(handler)(invocation, request)
-        if handler.takes_input:
-            try:
-                argument = handler.input_serde.deserialize(raw_input)
-            except Exception as error:
-                raise TerminalError(
-                    f"invalid input for {handler.service_name}/{handler.name}: "
-                    f"{describe_decode_error(error)}",
-                    status_code=400,
-                ) from error
-        if handler.context_managers:
+        trace_context = incoming_trace_context(request.attempt_headers, request.headers)
+        with handler_span(
+            invocation.target,
+            start.debug_id,
+            start.retry_count_since_last_stored_entry,
+            trace_context,
+        ):
+            if handler.takes_input:
+                try:
+                    argument = handler.input_serde.deserialize(raw_input)
+                except Exception as error:
+                    raise TerminalError(
+                        f"invalid input for {handler.service_name}/{handler.name}: "
+                        f"{describe_decode_error(error)}",
+                        status_code=400,
+                    ) from error
             async with contextlib.AsyncExitStack() as stack:
                 for manager in handler.context_managers:
                     await stack.enter_async_context(manager())
                 result = await (
                     handler.fn(ctx, argument) if handler.takes_input else handler.fn(ctx)
                 )
-        else:
-            result = await (handler.fn(ctx, argument) if handler.takes_input else handler.fn(ctx))
         return handler.output_serde.serialize(result)
