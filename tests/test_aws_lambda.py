@@ -72,3 +72,12 @@ def test_invocation_through_lambda_replays_and_answers() -> None:
             frames.append(decode_message(frame[0], frame[2]))
         assert frames == [OutputCommandMessage(value=msgspec.json.encode("hello Ann (journal)")),
                           EndMessage()]
+
+
+def test_app_is_the_lambda_handler_on_lambda(monkeypatch: Any) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "greeter")
+    on_lambda: Any = framework.app([svc])
+    accept = "application/vnd.restate.endpointmanifest.v3+json"
+    response = on_lambda(_event("/discover", "GET", {"accept": accept}, b""), None)
+    assert response["statusCode"] == 200
+    assert json.loads(base64.b64decode(response["body"]))["services"][0]["name"] == "Lambda"

@@ -1,9 +1,13 @@
-"""The ASGI application: routing, ``/discover``, ``/health`` and the invoke path."""
+"""The ASGI application: routing, ``/discover``, ``/health``, the invoke path, request
+identity checks and the ASGI lifespan."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Literal
+import logging
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, cast
 
 import msgspec
 from starlette.requests import Request as HttpRequest
@@ -16,11 +20,42 @@ from framework._endpoint.discovery import (
     build_manifest,
     negotiate_manifest_version,
 )
+from framework._endpoint.identity import IdentityError, IdentityVerifier
 from framework._endpoint.invoke import SERVER_HEADER, InvokeEndpoint
 from framework._protocol import MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, ProtocolVersion
 from framework._services import AnyService, Handler
+from framework.aws_lambda import is_running_on_lambda, wrap_asgi_as_lambda_handler
+
+logger = logging.getLogger("framework")
 
 _SERVER = {"x-restate-server": SERVER_HEADER.decode()}
+# Paths served without a request identity check (liveness probes).
+_OPEN_PATHS = frozenset({"/health"})
+
+Lifespan = Callable[["RestateApp"], AbstractAsyncContextManager[Mapping[str, Any] | None]]
+"""Starlette-style: called with the app, entered on startup, exited on shutdown."""
+
+
+def route_path(scope: Mapping[str, Any]) -> str:
+    """The request path relative to where the app is mounted (``scope["root_path"]``).
+
+    This is the path the Restate server signs as the JWT audience: the deployment URI
+    ``http://host:port/restate`` gets ``/restate/invoke/S/h`` requests for audience
+    ``/invoke/S/h``.
+    """
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
+
+
+async def _drain(receive: Any) -> None:
+    # An HTTP/2 stream must not be answered before its request body is in (see invoke.py).
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 class RestateApp:
@@ -30,14 +65,20 @@ class RestateApp:
         self,
         services: Iterable[AnyService],
         protocol: Literal["bidi", "request_response"] | None = None,
-        identity_keys: list[str] | None = None,
+        identity_keys: Sequence[str] | None = None,
         max_protocol_version: int = MAX_PROTOCOL_VERSION,
         max_message_size: int = 32 * 1024 * 1024,
+        lifespan: Lifespan | None = None,
     ) -> None:
-        if identity_keys:
-            raise NotImplementedError(
-                "request identity verification (identity_keys) is not available yet"
+        self.identity: IdentityVerifier | None = None
+        if identity_keys is not None and (isinstance(identity_keys, str) or identity_keys):
+            self.identity = IdentityVerifier(identity_keys)
+        if lifespan is not None and not callable(lifespan):
+            raise ValueError(
+                "lifespan must be a callable taking the app and returning an async context "
+                "manager (e.g. an @asynccontextmanager function)"
             )
+        self.lifespan = lifespan
         self.services: dict[str, AnyService] = {}
         handlers: dict[tuple[str, str], Handler] = {}
         for service in services:
@@ -65,7 +106,55 @@ class RestateApp:
         )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if scope["type"] == "http" and self.identity is not None:
+            path = route_path(scope)
+            if path not in _OPEN_PATHS:
+                try:
+                    self.identity.verify(scope["headers"], path)
+                except IdentityError as error:
+                    await self._unauthorized(scope, receive, send, str(error))
+                    return
         await self._router(scope, receive, send)
+
+    async def _unauthorized(self, scope: Any, receive: Any, send: Any, problem: str) -> None:
+        logger.warning("refused %s %s: %s", scope["method"], scope["path"], problem)
+        await _drain(receive)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"x-restate-server", SERVER_HEADER),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": f"unauthorized: {problem}".encode()})
+
+    async def _lifespan(self, scope: Any, receive: Any, send: Any) -> None:
+        """The ASGI lifespan protocol, running ``lifespan`` (if any) around the app's life."""
+        started = False
+        try:
+            await receive()  # lifespan.startup
+            if self.lifespan is None:
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()  # lifespan.shutdown
+            else:
+                async with self.lifespan(self) as state:
+                    if state is not None and isinstance(scope.get("state"), dict):
+                        scope["state"].update(state)  # copied into every request's scope
+                    await send({"type": "lifespan.startup.complete"})
+                    started = True
+                    await receive()  # lifespan.shutdown
+        except Exception:
+            phase = "shutdown" if started else "startup"
+            await send({"type": f"lifespan.{phase}.failed", "message": traceback.format_exc()})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
 
     async def _health(self, request: HttpRequest) -> Response:
         return PlainTextResponse("OK", headers=_SERVER)
@@ -104,19 +193,33 @@ class RestateApp:
 def app(
     services: Iterable[AnyService],
     protocol: Literal["bidi", "request_response"] | None = None,
-    identity_keys: list[str] | None = None,
+    identity_keys: Sequence[str] | None = None,
     *,
     max_protocol_version: int = MAX_PROTOCOL_VERSION,
     max_message_size: int = 32 * 1024 * 1024,
+    lifespan: Lifespan | None = None,
 ) -> RestateApp:
     """The ASGI application serving ``services``; run it with hypercorn (HTTP/2, h2c).
 
     ``python -m framework serve module:app`` serves it with the right settings.
+
+    ``identity_keys``: ``publickeyv1_...`` keys of the Restate servers allowed to call; when
+    given, every request but ``/health`` must carry a JWT signed by one of them (else 401).
+    ``lifespan``: an async context manager factory, called with the app; entered when the
+    ASGI server starts, exited when it stops (Starlette's ``lifespan=``).
+
+    On AWS Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) it returns the Lambda handler instead
+    (see ``framework.aws_lambda``).
     """
-    return RestateApp(
+    application = RestateApp(
         services,
         protocol,
         identity_keys,
         max_protocol_version=max_protocol_version,
         max_message_size=max_message_size,
+        lifespan=lifespan,
     )
+    if is_running_on_lambda():
+        # As the official SDK does: on Lambda, the app *is* the function's handler.
+        return cast(RestateApp, wrap_asgi_as_lambda_handler(application))
+    return application
