@@ -4,6 +4,8 @@ The public surface mirrors the official Restate Python SDK (``restate-sdk``): a 
 module written for it runs here after changing its imports.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from framework._calls import ScopedContext
 from framework._combinators import as_completed, gather, select, wait_completed
 from framework._context import (
@@ -33,11 +35,43 @@ from framework.exceptions import (
 )
 from framework.serde import BytesSerde, DefaultSerde, JsonSerde, MsgspecJsonSerde, Serde
 
+if TYPE_CHECKING:
+    from framework.client import (
+        HttpError,
+        RestateClient,
+        RestateClientSendHandle,
+        create_client,
+    )
+    from framework.testing import HarnessEnvironment, create_test_harness, test_harness
+
+# The ingress client and the test harness are imported on first use.
+_LAZY = {
+    "HttpError": "framework.client",
+    "RestateClient": "framework.client",
+    "RestateClientSendHandle": "framework.client",
+    "create_client": "framework.client",
+    "HarnessEnvironment": "framework.testing",
+    "create_test_harness": "framework.testing",
+    "test_harness": "framework.testing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'framework' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), name)
+
+
 __all__ = [
     "BytesSerde",
     "Context",
     "DefaultSerde",
     "DurablePromise",
+    "HarnessEnvironment",
+    "HttpError",
     "InvocationRetryPolicy",
     "JsonSerde",
     "MsgspecJsonSerde",
@@ -45,6 +79,8 @@ __all__ = [
     "ObjectSharedContext",
     "Request",
     "RestateApp",
+    "RestateClient",
+    "RestateClientSendHandle",
     "RestateDurableCallFuture",
     "RestateDurableFuture",
     "RestateDurableSleepFuture",
@@ -63,9 +99,12 @@ __all__ = [
     "WorkflowSharedContext",
     "app",
     "as_completed",
+    "create_client",
+    "create_test_harness",
     "gather",
     "getLogger",
     "is_internal_exception",
     "select",
+    "test_harness",
     "wait_completed",
 ]
