@@ -16,10 +16,13 @@ check (the ``kid`` picks the key; others are tried only when it names none of ou
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-import base58
-import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+# PyJWT, cryptography and base58 are imported when an app is given identity keys, not by
+# every `import framework` (cryptography alone takes tens of milliseconds to import).
 
 __all__ = [
     "CLOCK_LEEWAY_SECONDS",
@@ -49,6 +52,9 @@ class IdentityError(Exception):
 
 def parse_identity_key(key: str) -> Ed25519PublicKey:
     """``publickeyv1_<base58>`` -> the Ed25519 public key; ValueError saying what is wrong."""
+    import base58
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     if not isinstance(key, str):
         raise ValueError(
             f"identity keys are strings like 'publickeyv1_...', not {type(key).__name__}"
@@ -89,6 +95,8 @@ class IdentityVerifier:
     """Checks the request identity headers against a fixed set of trusted public keys."""
 
     def __init__(self, keys: Sequence[str]) -> None:
+        import jwt
+
         if isinstance(keys, str | bytes):
             raise ValueError(
                 "identity_keys takes a list of keys, e.g. identity_keys=['publickeyv1_...'], "
@@ -138,6 +146,8 @@ class IdentityVerifier:
         self._check_token(token, audience)
 
     def _candidates(self, token: str) -> list[Ed25519PublicKey]:
+        import jwt
+
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -148,6 +158,8 @@ class IdentityVerifier:
         return [named, *(key for key in self._keys.values() if key is not named)]
 
     def _check_token(self, token: str, audience: str) -> None:
+        import jwt
+
         for key in self._candidates(token):
             try:
                 self._jwt.decode(
