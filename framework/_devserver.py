@@ -23,8 +23,9 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -867,3 +868,126 @@ class ServiceProcess(_Child):
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running() else "stopped"
         return f"<ServiceProcess {self.app_ref} {state} port={self.port}>"
+
+
+# -- registering a deployment with any Restate server ---------------------------------------
+
+
+def _loopback_url(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    return host in _LOOPBACK_NO_PROXY
+
+
+def register_deployment(
+    admin_url: str,
+    uri: str,
+    *,
+    force: bool = False,
+    use_http_11: bool = False,
+    wait: float = 0.0,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """``POST {admin_url}/deployments`` for the deployment at ``uri``; the server's answer.
+
+    With ``wait`` > 0, keeps trying for that many seconds while the admin API cannot be
+    reached or answers 5xx (e.g. its discovery request to a service still starting failed);
+    a 4xx answer (a conflicting registration without ``force``...) fails at once. Raises
+    ``RestateServerError`` with the server's message.
+    """
+    body: dict[str, Any] = {"uri": uri, "force": force}
+    if use_http_11:
+        body["use_http_11"] = True
+    url = f"{admin_url.rstrip('/')}/deployments"
+    opener = _HTTP if _loopback_url(url) else urllib.request.build_opener()
+    deadline = time.monotonic() + wait
+    while True:
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"content-type": "application/json", "accept": "application/json"},
+        )
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                raw = response.read()
+            answer: dict[str, Any] = json.loads(raw) if raw else {}
+            return answer
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")
+            with contextlib.suppress(ValueError, AttributeError):
+                detail = json.loads(detail).get("message", detail)
+            problem = f"POST {url} failed with HTTP {error.code}: {detail}"
+            retry = error.code >= 500
+        except (urllib.error.URLError, OSError) as error:
+            problem = f"POST {url} failed: {getattr(error, 'reason', error)}"
+            retry = True
+        if not retry or time.monotonic() >= deadline:
+            raise RestateServerError(problem)
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+# -- watching source files (``python -m framework dev``) ------------------------------------
+
+StatKey = tuple[int, int, int]
+
+
+def _installed_roots() -> list[Path]:
+    """Where the standard library and installed packages live (not watched)."""
+    import site
+    import sysconfig
+
+    roots = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    with contextlib.suppress(Exception):
+        roots.add(site.getusersitepackages())
+    return [Path(root).resolve() for root in roots if root]
+
+
+def user_source_files(files: Iterable[str | Path]) -> list[Path]:
+    """The ``.py`` files among ``files`` that are not part of Python or an installed package."""
+    roots = _installed_roots()
+    found: set[Path] = set()
+    for name in files:
+        path = Path(name).resolve()
+        if path.suffix != ".py" or {"site-packages", "dist-packages"} & set(path.parts):
+            continue
+        if any(path.is_relative_to(root) for root in roots):
+            continue
+        found.add(path)
+    return sorted(found)
+
+
+def loaded_source_files() -> list[Path]:
+    """The user source files (see ``user_source_files``) of the modules imported so far."""
+    names = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
+    return user_source_files(name for name in names if isinstance(name, str))
+
+
+def watch_set(files: Iterable[Path]) -> set[Path]:
+    """``files`` plus every ``.py`` file beside them (so new modules count as changes too)."""
+    result = set(files)
+    for directory in {path.parent for path in result}:
+        with contextlib.suppress(OSError):
+            result.update(path.resolve() for path in directory.glob("*.py"))
+    return result
+
+
+def source_snapshot(paths: Iterable[Path]) -> dict[Path, StatKey | None]:
+    """(mtime, size, inode) of each path, None for a missing one: compare two to see edits."""
+    snapshot: dict[Path, StatKey | None] = {}
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            snapshot[path] = None
+        else:
+            snapshot[path] = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    return snapshot
+
+
+def changed_paths(
+    before: Mapping[Path, StatKey | None], after: Mapping[Path, StatKey | None]
+) -> list[Path]:
+    """The paths whose stat key differs between two snapshots (added, removed or edited)."""
+    return sorted(
+        path for path in before.keys() | after.keys() if before.get(path) != after.get(path)
+    )

@@ -3,25 +3,51 @@
 The server keeps a few long-lived HTTP/2 (h2c) connections open and multiplexes every
 invocation over them, so hypercorn's defaults (100 streams per connection, a 5 s keep-alive,
 1000 requests per connection) are raised here.
+
+Shutdown is graceful: on SIGTERM or SIGINT the listening sockets close, idle connections
+close, new requests on open connections are refused, and requests in flight (invocations)
+get up to ``graceful_timeout`` seconds to finish before they are cut off (the Restate server
+then retries those invocations from their journal). With ``workers > 1`` a supervisor process
+holds the listening socket and starts that many worker processes (``spawn``), each importing
+the app by its reference; a signal to the supervisor stops them all gracefully.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import json
 import logging
+import multiprocessing
+import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from multiprocessing.connection import wait as wait_for_processes
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
 from typing import Any, cast
 
-from hypercorn.asyncio import serve as hypercorn_serve
-from hypercorn.config import Config
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
 from hypercorn.typing import Framework
+from hypercorn.utils import wrap_app
 
 from framework._logging import configure_default_logging
 
-__all__ = ["ASGIApp", "AppLoadError", "hypercorn_config", "load_app", "serve"]
+__all__ = [
+    "GRACEFUL_TIMEOUT",
+    "LOG_LEVELS",
+    "ASGIApp",
+    "AppLoadError",
+    "ServeError",
+    "hypercorn_config",
+    "load_app",
+    "serve",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,21 +62,38 @@ GRACEFUL_TIMEOUT = 3.0  # seconds given to open requests on shutdown
 # Request-body chunks hypercorn may queue per stream before it stops reading the connection;
 # a stream whose handler is slow to read must not stall the others sharing the connection.
 MAX_APP_QUEUE_SIZE = 256
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# Extra time a supervisor gives its workers beyond their grace period before SIGTERM/SIGKILL.
+_WORKER_STOP_MARGIN = 5.0
+# Set by ``python -m framework dev`` on the service it runs: after importing the app, the
+# service writes the source files of every loaded module there (JSON list), to be watched.
+MODULES_FILE_ENV = "FRAMEWORK_DEV_MODULES_FILE"
+
+_log = logging.getLogger("framework.serve")
 
 
 class AppLoadError(RuntimeError):
     """``MODULE:ATTRIBUTE`` does not name an importable ASGI app."""
 
 
-def hypercorn_config(bind: str, *, workers: int = 1) -> Config:
-    """A hypercorn ``Config`` bound to ``bind`` ("HOST:PORT") with the limits raised."""
+class ServeError(RuntimeError):
+    """Serving failed: the address could not be bound, or a worker process died."""
+
+
+def hypercorn_config(
+    bind: str | Sequence[str],
+    *,
+    workers: int = 1,
+    graceful_timeout: float = GRACEFUL_TIMEOUT,
+) -> Config:
+    """A hypercorn ``Config`` bound to ``bind`` ("HOST:PORT", or several) with the limits raised."""
     config = Config()
-    config.bind = [bind]
+    config.bind = [bind] if isinstance(bind, str) else list(bind)
     config.workers = workers
     config.h2_max_concurrent_streams = H2_MAX_CONCURRENT_STREAMS
     config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
     config.keep_alive_max_requests = sys.maxsize
-    config.graceful_timeout = GRACEFUL_TIMEOUT
+    config.graceful_timeout = graceful_timeout
     config.max_app_queue_size = MAX_APP_QUEUE_SIZE
     config.accesslog = None
     return config
@@ -90,28 +133,243 @@ def load_app(ref: str) -> ASGIApp:
     return cast(ASGIApp, target)
 
 
-async def _serve(app: ASGIApp, config: Config) -> None:
+def _level(log_level: str | None) -> int | None:
+    if log_level is None:
+        return None
+    if log_level.lower() not in LOG_LEVELS:
+        raise ValueError(f"log level {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    level: int = getattr(logging, log_level.upper())
+    return level
+
+
+def _setup_logging(config: Config, log_level: str | None) -> None:
+    """INFO (or ``log_level``) records to stderr tagged with the invocation id, unless the
+    app configured logging; hypercorn's lines go through the same handlers."""
+    level = _level(log_level)
+    if not configure_default_logging(logging.INFO if level is None else level) and level:
+        logging.getLogger().setLevel(level)  # the app's handlers, at the level asked for
+    config.errorlog = logging.getLogger("hypercorn.error")
+
+
+def _report_modules() -> None:
+    """For ``python -m framework dev``: write the source files of the loaded modules."""
+    target = os.environ.get(MODULES_FILE_ENV)
+    if not target:
+        return
+    files = sorted(
+        {
+            str(Path(path).resolve())
+            for module in list(sys.modules.values())
+            if isinstance(path := getattr(module, "__file__", None), str) and path.endswith(".py")
+        }
+    )
+    partial = Path(f"{target}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(files))
+    partial.replace(target)
+
+
+def _listen(config: Config) -> Sockets:
+    # Bound once here and shared with the workers, so without SO_REUSEPORT (which hypercorn
+    # sets when workers > 1): a second server started by mistake on the same port must fail
+    # instead of silently taking half of the connections.
+    workers, config.workers = config.workers, 1
+    try:
+        return config.create_sockets()
+    except OSError as error:
+        raise ServeError(
+            f"cannot listen on {', '.join(config.bind)}: {error.strerror or error}"
+        ) from None
+    finally:
+        config.workers = workers
+
+
+def _close(sockets: Sockets) -> None:
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
+        sock.close()
+
+
+async def _serve_sockets(
+    app: ASGIApp,
+    config: Config,
+    sockets: Sockets,
+    also_stop_when: Callable[[], bool] | None = None,
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT),
+) -> None:
+    """Serve on ``sockets`` until one of ``signals`` (or ``also_stop_when()``), then drain."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def begin_shutdown() -> None:
+        if not stop.is_set():
+            _log.info(
+                "shutting down: no new requests; open ones get up to %.3g s to finish",
+                config.graceful_timeout,
+            )
+            stop.set()
+
+    async def poll() -> None:
+        assert also_stop_when is not None
+        while not stop.is_set():
+            if also_stop_when():
+                begin_shutdown()
+            await asyncio.sleep(0.1)
+
     for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, begin_shutdown)
+    poller = loop.create_task(poll()) if also_stop_when is not None else None
     try:
-        await hypercorn_serve(cast(Framework, app), config, shutdown_trigger=stop.wait)
+        await worker_serve(
+            wrap_app(cast(Framework, app), config.wsgi_max_body_size, "asgi"),
+            config,
+            sockets=sockets,
+            shutdown_trigger=stop.wait,
+        )
     finally:
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
         for sig in signals:
             loop.remove_signal_handler(sig)
 
 
-def serve(app_ref_or_app: str | ASGIApp, bind: str = "127.0.0.1:9080") -> None:
+def serve(
+    app_ref_or_app: str | ASGIApp,
+    bind: str | Sequence[str] = "127.0.0.1:9080",
+    *,
+    workers: int = 1,
+    graceful_timeout: float = GRACEFUL_TIMEOUT,
+    log_level: str | None = None,
+) -> None:
     """Serve an app (or ``"module:attribute"``) on ``bind`` until SIGTERM or SIGINT.
 
-    Unless the app configured logging, INFO records go to stderr tagged with the
-    invocation id (see ``framework.getLogger``).
+    Unless the app configured logging, ``log_level`` (default INFO) records go to stderr
+    tagged with the invocation id (see ``framework.getLogger``). ``workers > 1`` serves from
+    that many processes (the app must then be given as ``"module:attribute"``). Returns after
+    a graceful shutdown; raises ``AppLoadError`` or ``ServeError``.
     """
-    config = hypercorn_config(bind)
-    if configure_default_logging():
-        # hypercorn's lines then go through the same handler and format as everything else.
-        config.errorlog = logging.getLogger("hypercorn.error")
-    app = load_app(app_ref_or_app) if isinstance(app_ref_or_app, str) else app_ref_or_app
-    asyncio.run(_serve(app, config))
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    if graceful_timeout < 0:
+        raise ValueError(f"graceful_timeout must not be negative, not {graceful_timeout}")
+    _level(log_level)  # an unknown level fails before anything starts
+    if isinstance(app_ref_or_app, str):
+        app = load_app(app_ref_or_app)  # in every case: fail here, before binding
+        _report_modules()
+    elif workers > 1:
+        raise ValueError("workers > 1 needs the app as a 'module:attribute' reference")
+    else:
+        app = app_ref_or_app
+    config = hypercorn_config(bind, workers=workers, graceful_timeout=graceful_timeout)
+    _setup_logging(config, log_level)
+    sockets = _listen(config)
+    try:
+        if workers == 1:
+            asyncio.run(_serve_sockets(app, config, sockets))
+        else:
+            assert isinstance(app_ref_or_app, str)
+            _supervise(app_ref_or_app, config, sockets, log_level)
+    finally:
+        _close(sockets)
+
+
+# -- several worker processes ---------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """On Linux, get SIGTERM (a graceful stop) when the supervisor dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+
+def _worker(
+    app_ref: str, config: Config, sockets: Sockets, log_level: str | None, supervisor: int
+) -> None:
+    """One worker process: import the app and serve the shared sockets until SIGTERM (which
+    the supervisor sends) or until the supervisor is gone."""
+    _die_with_parent()
+    # Ctrl-C in a terminal reaches the whole process group; the supervisor handles it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.getppid() != supervisor:  # the supervisor died before the line above
+        return
+    app = load_app(app_ref)
+    _setup_logging(config, log_level)
+    asyncio.run(
+        _serve_sockets(
+            app,
+            config,
+            sockets,
+            also_stop_when=lambda: os.getppid() != supervisor,
+            signals=(signal.SIGTERM,),
+        )
+    )
+
+
+def _supervise(app_ref: str, config: Config, sockets: Sockets, log_level: str | None) -> None:
+    """Run ``config.workers`` worker processes on ``sockets`` until SIGTERM/SIGINT.
+
+    A worker that exits on its own stops the others (gracefully) and raises ``ServeError``:
+    a process manager (or the container runtime) restarts the whole server.
+    """
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    processes: list[BaseProcess] = []
+    failure: str | None = None
+    try:
+        signal.signal(signal.SIGTERM, on_signal)
+        # The workers inherit an ignored SIGINT (a Python handler would not survive the exec):
+        # a Ctrl-C while they start must not kill them half way; they stop when told to.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for index in range(config.workers):
+            process = context.Process(
+                target=_worker,
+                args=(app_ref, config, sockets, log_level, os.getpid()),
+                name=f"framework-worker-{index}",
+            )
+            process.start()
+            processes.append(process)
+        signal.signal(signal.SIGINT, on_signal)
+        _log.info(
+            "serving %s from %d worker processes (pids %s)",
+            app_ref,
+            len(processes),
+            ", ".join(str(p.pid) for p in processes),
+        )
+        while not stopping:
+            wait_for_processes([p.sentinel for p in processes], timeout=0.2)
+            dead = [p for p in processes if p.exitcode is not None]
+            if dead and not stopping:
+                failure = ", ".join(
+                    f"{p.name} (pid {p.pid}) exited with code {p.exitcode}" for p in dead
+                )
+                _log.error("%s; stopping the other workers", failure)
+                break
+    finally:
+        for worker in processes:
+            if worker.exitcode is None and worker.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)  # a graceful stop
+        deadline = time.monotonic() + config.graceful_timeout + _WORKER_STOP_MARGIN
+        for worker in processes:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        for worker in processes:
+            if worker.exitcode is None:
+                _log.warning(
+                    "%s (pid %s) did not stop in time; killing it", worker.name, worker.pid
+                )
+                worker.kill()
+                worker.join()
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+    if failure is not None:
+        raise ServeError(failure)
