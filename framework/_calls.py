@@ -180,36 +180,43 @@ _JSON: DefaultSerde[Any] = DefaultSerde()
 KIND_NAMES = {"service": "a Service", "object": "a VirtualObject", "workflow": "a Workflow"}
 
 
-def resolve_target(tpe: Any, kind: str, method: str) -> Target:
-    """Who a call goes to: a decorated handler function, or ``"Service/handler"``."""
+def resolve_handler(tpe: Any, kind: str | None, method: str) -> tuple[str, str, Handler | None]:
+    """``(service, handler, its Handler)`` for a decorated handler function, or
+    ``(service, handler, None)`` for a ``"Service/handler"`` string; ``kind`` (if given) is
+    the service kind the calling ``method`` (e.g. ``"ctx.object_call"``) expects."""
+    caller = method.partition(".")[0]
     if isinstance(tpe, str):
         service, sep, handler = tpe.partition("/")
         if not sep or not service or not handler or "/" in handler:
             raise ValueError(
-                f"ctx.{method}({tpe!r}, ...): name a handler as 'Service/handler', or pass "
+                f"{method}({tpe!r}, ...): name a handler as 'Service/handler', or pass "
                 "the decorated handler function itself"
             )
-        return Target(service, handler, _JSON, _JSON)
-    handler_info: Handler | None = getattr(tpe, "__restate_handler__", None)
-    if handler_info is None:
+        return service, handler, None
+    info: Handler | None = getattr(tpe, "__restate_handler__", None)
+    if info is None:
+        name = getattr(tpe, "__qualname__", None) or repr(tpe)
         raise TypeError(
-            f"ctx.{method} needs a handler: pass a function decorated with @service.handler() "
-            f"(or a 'Service/handler' string), not {tpe!r}"
+            f"{method} needs a handler: pass a function decorated with @service.handler() "
+            f"(or a 'Service/handler' string), not {name}"
         )
-    if handler_info.service_kind != kind:
-        actual = handler_info.service_kind
+    if kind is not None and info.service_kind != kind:
+        actual = info.service_kind
         args = "(handler, arg)" if actual == "service" else "(handler, key, arg)"
         raise TypeError(
-            f"ctx.{method}: {handler_info.service_name}.{handler_info.name} is a handler of "
-            f"{KIND_NAMES[actual]}, call it with ctx.{actual}_call{args} or "
-            f"ctx.{actual}_send{args}"
+            f"{method}: {info.service_name}/{info.name} is a handler of "
+            f"{KIND_NAMES[actual]}; call it with {caller}.{actual}_call{args} or "
+            f"{caller}.{actual}_send{args}"
         )
-    return Target(
-        handler_info.service_name,
-        handler_info.name,
-        handler_info.input_serde,
-        handler_info.output_serde,
-    )
+    return info.service_name, info.name, info
+
+
+def resolve_target(tpe: Any, kind: str, method: str) -> Target:
+    """Who a call from a handler goes to, and the serdes of its argument and result."""
+    service, handler, info = resolve_handler(tpe, kind, f"ctx.{method}")
+    if info is None:
+        return Target(service, handler, _JSON, _JSON)
+    return Target(service, handler, info.input_serde, info.output_serde)
 
 
 def to_headers(headers: dict[str, str] | None) -> list[Header]:
@@ -223,6 +230,7 @@ __all__ = [
     "check_awakeable_id",
     "check_scope",
     "check_scope_name",
+    "resolve_handler",
     "resolve_target",
     "to_headers",
 ]

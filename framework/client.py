@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast, overload
 
-from framework._calls import HandlerType
+from framework._calls import KIND_NAMES, HandlerType, resolve_handler
 from framework._services import Handler, Workflow
 from framework.serde import BytesSerde, JsonSerde, Serde
 
@@ -47,7 +47,7 @@ O = TypeVar("O")  # noqa: E741 - and for its output type
 
 _JSON: Serde[Any] = JsonSerde()
 _BYTES = BytesSerde()
-_KIND_NAMES = {"service": "a Service", "object": "a VirtualObject", "workflow": "a Workflow"}
+
 # Characters the ingress takes as they are in an idempotency key inside a URL path (it does
 # not percent-decode that segment, so a key needing escapes cannot be attached to by path).
 _PATH_SAFE = "-._~!$&'()*+,;=:@"
@@ -96,35 +96,16 @@ def _describe(tpe: Any) -> str:
 
 def _resolve(tpe: Any, method: str, kind: str | None) -> _Target:
     """The handler ``tpe`` names, checked against the kind of call ``method`` makes."""
-    if isinstance(tpe, str):
-        service, sep, handler = tpe.partition("/")
-        if not sep or not service or not handler or "/" in handler:
-            raise ValueError(
-                f"client.{method}({tpe!r}, ...): name a handler as 'Service/handler', or pass "
-                "the decorated handler function itself"
-            )
-        return _Target(service, handler, None, None, _JSON, _JSON, "application/json")
-    info: Handler | None = getattr(tpe, "__restate_handler__", None)
+    service, handler, info = resolve_handler(tpe, kind, f"client.{method}")
     if info is None:
-        raise TypeError(
-            f"client.{method} needs a handler: pass a function decorated with "
-            f"@service.handler() (or a 'Service/handler' string), not {_describe(tpe)}"
-        )
-    if kind is not None and info.service_kind != kind:
-        actual = info.service_kind
-        args = "(handler, arg)" if actual == "service" else "(handler, key, arg)"
-        raise TypeError(
-            f"client.{method}: {info.service_name}/{info.name} is a handler of "
-            f"{_KIND_NAMES[actual]}; call it with client.{actual}_call{args} or "
-            f"client.{actual}_send{args}"
-        )
+        return _Target(service, handler, None, None, _JSON, _JSON, "application/json")
     accept = info.accept
     content_type = (
         accept if accept and "*" not in accept and "," not in accept else "application/json"
     )
     return _Target(
-        info.service_name,
-        info.name,
+        service,
+        handler,
         info.service_kind,
         info.takes_input,
         info.input_serde,
@@ -616,7 +597,7 @@ class RestateClient:
         if target.kind in ("object", "workflow") and key is None:
             raise ValueError(
                 f"client.{method}: {target.service}/{target.handler} is a handler of "
-                f"{_KIND_NAMES[target.kind]}; pass the key of the object too"
+                f"{KIND_NAMES[target.kind]}; pass the key of the object too"
             )
         key_part = f"/{_path_key(key, 'key')}" if key is not None else ""
         path = (
