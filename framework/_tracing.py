@@ -50,7 +50,7 @@ def incoming_trace_context(
 
 @contextlib.contextmanager
 def handler_span(
-    target: str, invocation_id: str, attempt: int, carrier: dict[str, str]
+    target: str, invocation_id: str, retry_count: int, carrier: dict[str, str]
 ) -> Iterator[None]:
     """The span of one attempt of a handler (a no-op without OpenTelemetry)."""
     token = _incoming.set(carrier)
@@ -70,7 +70,7 @@ def handler_span(
             attributes={
                 "restate.invocation.id": invocation_id,
                 "restate.invocation.target": target,
-                "restate.invocation.attempt": attempt,
+                "restate.invocation.retry_count": retry_count,
             },
             record_exception=False,
             set_status_on_exception=False,
