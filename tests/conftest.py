@@ -25,6 +25,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from framework._devserver import RestateServer, ServiceProcess, live_processes  # noqa: E402
+from framework.testing import HarnessSession  # noqa: E402
+
+# The suite uses its own test harness (framework.testing) as a user would, on the session's
+# default restate-server (see `restate_harness_session` below).
+pytest_plugins = ["framework.testing"]
 
 ServiceFactory = Callable[..., ServiceProcess]
 
@@ -59,6 +64,16 @@ def restate_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Restate
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def restate_harness_session(restate_server: RestateServer) -> Iterator[HarnessSession]:
+    """The harness plugin's session, on the suite's default server (one server, not two)."""
+    session = HarnessSession(server=restate_server)
+    try:
+        yield session
+    finally:
+        session.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,67 +1,74 @@
-"""The example services in services/ behave as their docstrings say, behind a real server."""
+"""The example services in services/ behave as their docstrings say, behind a real server,
+driven through the project's own test harness and ingress client, as a user would."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
-import httpx
 import pytest
 
-from framework._devserver import RestateServer, ServiceProcess
+from framework.client import HttpError
+from framework.testing import HarnessEnvironment
+from services.counter import add
+from services.greeter import greet
+from services.signup import click, run, status
+from services.trip import book
+
+Harness = Callable[..., HarnessEnvironment]
 
 
-@pytest.fixture(scope="module")
-def examples(restate_server: RestateServer, tmp_path_factory: pytest.TempPathFactory,
-             ) -> Iterator[tuple[httpx.Client, ServiceProcess]]:
-    from tests.conftest import ROOT
-
-    log = tmp_path_factory.mktemp("examples") / "service.log"
-    with ServiceProcess("services.app:app", log_path=log, cwd=ROOT) as service:
-        restate_server.register(service.url, force=True)
-        with httpx.Client(base_url=restate_server.ingress_url, timeout=30) as client:
-            yield client, service
+@pytest.fixture
+def env(restate_test_harness: Harness) -> HarnessEnvironment:
+    return restate_test_harness("services.app:app")  # served once per session
 
 
-def test_greeter_and_counter(examples: tuple[httpx.Client, ServiceProcess]) -> None:
-    client, _ = examples
-    answer = client.post("/Greeter/greet", json="Ann")
-    assert answer.status_code == 200 and answer.json().startswith("Hello, Ann!")
-    key = f"c{time.time_ns()}"
-    assert client.post(f"/Counter/{key}/add", json=2).json() == 2
-    assert client.post(f"/Counter/{key}/add", json=3).json() == 5
+def test_greeter_and_counter(env: HarnessEnvironment) -> None:
+    async def scenario() -> None:
+        assert (await env.client.service_call(greet, "Ann")).startswith("Hello, Ann!")
+        key = f"c{time.time_ns()}"
+        assert await env.client.object_call(add, key, 2) == 2
+        assert await env.client.object_call(add, key, 3) == 5
+
+    asyncio.run(scenario())
 
 
-def test_trip_saga_books_or_undoes(examples: tuple[httpx.Client, ServiceProcess]) -> None:
-    client, service = examples
-    booked = client.post("/Trips/book", json={"traveller": "Ann", "card": "4242"})
-    assert booked.status_code == 200
-    assert booked.json()["flight"] == "flight-for-Ann"
-    assert booked.json()["payment"].startswith("payment-")
-    declined = client.post("/Trips/book", json={"traveller": "Bob", "card": "0000"})
-    assert declined.status_code == 402 and "declined" in declined.text
-    log = _wait_for(service, "released flight-for-Bob")
+def test_trip_saga_books_or_undoes(env: HarnessEnvironment) -> None:
+    async def scenario() -> None:
+        booked = await env.client.service_call(book, {"traveller": "Ann", "card": "4242"})
+        assert booked["flight"] == "flight-for-Ann"
+        assert booked["payment"].startswith("payment-")
+        with pytest.raises(HttpError) as declined:
+            await env.client.service_call(book, {"traveller": "Bob", "card": "0000"})
+        assert declined.value.status_code == 402 and "declined" in declined.value.message
+
+    asyncio.run(scenario())
+    log = _wait_for(env, "released flight-for-Bob")
     assert log.index("released hotel-for-Bob") < log.index("released flight-for-Bob")
 
 
-def test_signup_workflow_waits_for_the_click(
-        examples: tuple[httpx.Client, ServiceProcess]) -> None:
-    client, service = examples
+def test_signup_workflow_waits_for_the_click(env: HarnessEnvironment) -> None:
     user = f"u{time.time_ns()}"
-    started = client.post(f"/Signup/{user}/run/send", json={"email": f"{user}@example.com"})
-    assert started.status_code == 202, started.text
-    log = _wait_for(service, f"mail to {user}@example.com")
+    asyncio.run(env.client.workflow_send(run, user, {"email": f"{user}@example.com"}))
+    log = _wait_for(env, f"mail to {user}@example.com")
     secret = re.search(rf"mail to {user}@example.com: .* secret (\S+)", log)
     assert secret is not None
-    assert client.post(f"/Signup/{user}/status").json() == "waiting for e-mail confirmation"
-    assert client.post(f"/Signup/{user}/click", json=secret.group(1)).status_code == 200
-    output = client.get(f"/restate/workflow/Signup/{user}/attach")
-    assert output.status_code == 200 and output.json() == f"{user} is signed up"
-    assert client.post(f"/Signup/{user}/status").json() == "confirmed"
+
+    async def scenario(secret: str) -> None:
+        assert await env.client.workflow_call(status, user, None) == (
+            "waiting for e-mail confirmation")
+        await env.client.workflow_call(click, user, secret)
+        assert await env.client.workflow_attach(run, user) == f"{user} is signed up"
+        assert await env.client.workflow_call(status, user, None) == "confirmed"
+
+    asyncio.run(scenario(secret.group(1)))
 
 
-def _wait_for(service: ServiceProcess, text: str, timeout: float = 20) -> str:
+def _wait_for(env: HarnessEnvironment, text: str, timeout: float = 20) -> str:
+    service = env.service
+    assert service is not None  # a "module:attr" app runs in a child process
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         log = service.log_text()
@@ -69,5 +76,3 @@ def _wait_for(service: ServiceProcess, text: str, timeout: float = 20) -> str:
             return log
         time.sleep(0.1)
     raise AssertionError(f"{text!r} not in the service log:\n{service.log_tail()}")
-
-

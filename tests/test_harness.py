@@ -19,9 +19,8 @@ from framework._devserver import RestateServerError, live_processes, port_is_fre
 from framework.testing import HarnessEnvironment
 from tests import client_services as svc
 
-# The fixtures `restate_test_harness` and `restate_harness_session`, as a user's conftest.py
-# would load them.
-pytest_plugins = ["framework.testing"]
+# The fixtures `restate_test_harness` and `restate_harness_session` come from the plugin,
+# loaded by tests/conftest.py as a user's conftest.py would load it.
 
 pytestmark = pytest.mark.anyio
 
