@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 import logging
 import time
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from framework._journal import VOID, JournalMismatch, Key, Result, StateMachine
 from framework._logging import current_invocation
 from framework._protocol import Failure, FailureMetadata, ProtocolError
+from framework._sync_steps import run_sync
 from framework._tracing import run_span
 from framework.exceptions import RetryableError, TerminalError
 
@@ -344,11 +344,9 @@ async def _execute(
 ) -> Any:
     if inspect.iscoroutinefunction(action):
         return await action(*args, **kwargs)
-    # A plain function may block: run it in a worker thread, with our contextvars (the
-    # run's span among them), so other invocations keep going meanwhile.
-    call = functools.partial(action, *args, **kwargs)
-    context = contextvars.copy_context()
-    value = await asyncio.get_running_loop().run_in_executor(None, context.run, call)
+    # A plain function may block: it runs in a worker thread (with our contextvars, the
+    # run's span among them) until it has proven fast, then inline (see _sync_steps).
+    value = await run_sync(action, args, kwargs)
     if inspect.isawaitable(value):
         value = await value
     return value
