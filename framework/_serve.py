@@ -36,6 +36,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.typing import Framework
 from hypercorn.utils import wrap_app
 
+from framework import _h2server as h2server
 from framework._logging import configure_default_logging
 
 __all__ = [
@@ -59,6 +60,8 @@ ASGIApp = Callable[
 H2_MAX_CONCURRENT_STREAMS = 10_000
 KEEP_ALIVE_TIMEOUT = 3600.0  # seconds; the server closes idle connections itself (5 min)
 GRACEFUL_TIMEOUT = 3.0  # seconds given to open requests on shutdown
+# Which HTTP server runs the app: our lean one (framework._h2server), or hypercorn.
+SERVER = os.environ.get("FRAMEWORK_SERVER", "framework").lower()
 # Request-body chunks hypercorn may queue per stream before it stops reading the connection;
 # a stream whose handler is slow to read must not stall the others sharing the connection.
 MAX_APP_QUEUE_SIZE = 256
@@ -218,12 +221,20 @@ async def _serve_sockets(
         loop.add_signal_handler(sig, begin_shutdown)
     poller = loop.create_task(poll()) if also_stop_when is not None else None
     try:
-        await worker_serve(
-            wrap_app(cast(Framework, app), config.wsgi_max_body_size, "asgi"),
-            config,
-            sockets=sockets,
-            shutdown_trigger=stop.wait,
-        )
+        if SERVER == "hypercorn":
+            await worker_serve(
+                wrap_app(cast(Framework, app), config.wsgi_max_body_size, "asgi"),
+                config,
+                sockets=sockets,
+                shutdown_trigger=stop.wait,
+            )
+        else:
+            await h2server.serve(
+                app,
+                sockets.insecure_sockets,
+                stop.wait,
+                graceful_timeout=config.graceful_timeout,
+            )
     finally:
         if poller is not None:
             poller.cancel()
