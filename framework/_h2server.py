@@ -45,12 +45,13 @@ _ASGI: Final = {"version": "3.0", "spec_version": "2.3"}
 class _Body:
     """A request body arriving in chunks: what ``receive()`` hands out, in order."""
 
-    __slots__ = ("_chunks", "_waiter", "closed", "disconnected")
+    __slots__ = ("_chunks", "_end_pending", "_waiter", "closed", "disconnected")
 
     def __init__(self) -> None:
         self._chunks: collections.deque[bytes] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False  # the request's end arrived
+        self._end_pending = True  # the message saying so has not been handed out yet
         self.disconnected = False  # the stream or connection is gone
 
     def push(self, data: bytes) -> None:
@@ -71,16 +72,25 @@ class _Body:
             waiter.set_result(None)
 
     async def next(self) -> tuple[bytes, bool] | None:
-        """The next chunk and whether more follow; None once disconnected."""
-        while not self._chunks and not self.closed and not self.disconnected:
+        """The next chunk and whether more follow; None once disconnected.
+
+        After the last chunk, it waits for the disconnect (as ASGI's ``receive`` does).
+        """
+        while not self._chunks and not self.disconnected and not (
+            self.closed and self._end_pending
+        ):
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
             self._waiter = None
         if self._chunks:
             data = self._chunks.popleft()
-            return data, bool(self._chunks) or not self.closed
+            more = bool(self._chunks) or not self.closed
+            if not more:
+                self._end_pending = False
+            return data, more
         if self.disconnected:
             return None
+        self._end_pending = False
         return b"", False
 
 
@@ -237,6 +247,9 @@ class _H2:
                 h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 0,
             },
         )
+        # Settings given as initial values are not "acknowledged" later, so h2 would keep
+        # enforcing its default 16 KiB inbound frame limit against a peer that uses ours.
+        self.h2.max_inbound_frame_size = _MAX_FRAME
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(_WINDOW)
         self.flush()
@@ -340,7 +353,9 @@ class _H2:
             self.connection.close()
 
     def _finished(self, stream_id: int) -> None:
-        self.streams.pop(stream_id, None)
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            stream.body.disconnect()  # the response is complete: what receive() says next
         if not self.streams and self.connection.server.closing:
             self.connection.close()
 
@@ -506,6 +521,8 @@ class _H11:
     def _cycle(self) -> None:
         """After a response: take the next request on this connection, or close it."""
         reusable = self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+        if self.body is not None:
+            self.body.disconnect()
         if reusable and not (self.closing or self.connection.server.closing):
             self.h11.start_next_cycle()
             self.body = None

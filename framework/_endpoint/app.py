@@ -117,7 +117,34 @@ class RestateApp:
                 except IdentityError as error:
                     await self._unauthorized(scope, receive, send, str(error))
                     return
+        if scope["type"] == "http" and not route_path(scope).startswith("/invoke/"):
+            await self._answer_after_body(scope, receive, send)
+            return
         await self._router(scope, receive, send)
+
+    async def _answer_after_body(self, scope: Any, receive: Any, send: Any) -> None:
+        """Route a request whose answer must wait for its body (see ``_drain``).
+
+        Starlette's routes (404, 405, discovery, health) answer without reading a body;
+        this holds the answer back until the body has been read and dropped.
+        """
+        body_done = False
+
+        async def tracked_receive() -> Any:
+            nonlocal body_done
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def send_after_body(message: Any) -> None:
+            nonlocal body_done
+            if not body_done and message["type"] == "http.response.start":
+                await _drain(receive)
+                body_done = True
+            await send(message)
+
+        await self._router(scope, tracked_receive, send_after_body)
 
     async def _unauthorized(self, scope: Any, receive: Any, send: Any, problem: str) -> None:
         logger.warning("refused %s %s: %s", scope["method"], scope["path"], problem)

@@ -152,6 +152,7 @@ class _Pump:
         self.bidirectional = scope.get("http_version") == "2"
         self.body_done = False
         self.disconnected = False
+        self.attempt_over = False  # the handler's attempt ended (the reader may stop)
 
     async def _read_chunk(self) -> None:
         message = await self.receive()
@@ -160,10 +161,13 @@ class _Pump:
             self.disconnected = True
             return
         body = message.get("body", b"")
-        if body:
-            self.machine.receive(body)
+        # Marked before the bytes are fed: if they are malformed, the body is still over
+        # (and must not be waited for again).
         if not message.get("more_body", False):
             self.body_done = True
+        if body:
+            self.machine.receive(body)
+        if self.body_done:
             self.machine.close_input()
 
     async def run(self) -> None:
@@ -172,9 +176,20 @@ class _Pump:
             while not self.body_done and (not machine.ready or not self.bidirectional):
                 await self._read_chunk()
         except ProtocolError as error:
+            logger.warning(
+                "refused an invocation of %s/%s: %s",
+                self.handler.service_name,
+                self.handler.name,
+                error,
+            )
             await self._start_response()
             machine.fail(error.code, str(error))
-            await self._finish(machine.take_output())
+            await self._send_body(machine.take_output())
+            # Answer in full only once the server has finished its side (see _drain).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._discard_input(), _INPUT_CLOSE_TIMEOUT)
+            if not self.disconnected:
+                await self._finish(b"")
             return
         if self.disconnected:
             return
@@ -182,15 +197,16 @@ class _Pump:
         invocation = Invocation(
             machine, self._send_body, f"{self.handler.service_name}/{self.handler.name}"
         )
-        reader = None
-        if not self.body_done:
-            reader = asyncio.ensure_future(self._read_loop(invocation))
-        else:
+        if self.body_done:
             invocation.on_input()
+        reader = asyncio.ensure_future(self._read_loop(invocation))
         try:
             await invocation.run(lambda: self._call_handler(invocation))
         finally:
-            if reader is not None:
+            self.attempt_over = True
+            if self.body_done:
+                reader.cancel()  # it only watches for a disconnect now
+            else:
                 try:
                     await asyncio.wait_for(reader, _INPUT_CLOSE_TIMEOUT)
                 except (TimeoutError, asyncio.CancelledError):
@@ -207,12 +223,28 @@ class _Pump:
             invocation.on_input_error(error)
             # Keep draining so the stream can close in order.
             with contextlib.suppress(Exception):
-                while not self.body_done:
-                    message = await self.receive()
-                    if message["type"] == "http.disconnect" or not message.get("more_body"):
-                        self.body_done = True
+                await self._discard_input()
+        # The request body is in, but the server can still give up on the attempt (reset the
+        # stream, drop the connection): a handler stuck outside any durable step must not
+        # outlive it.
+        if (
+            not self.disconnected
+            and not self.attempt_over
+            and (await self.receive())["type"] == "http.disconnect"
+        ):
+            self.disconnected = True
         if self.disconnected:
             invocation.on_input_error(ProtocolError("the server closed the connection"))
+
+    async def _discard_input(self) -> None:
+        """Read and drop the rest of the request body (after a protocol error)."""
+        while not self.body_done:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                self.body_done = True
+            elif not message.get("more_body", False):
+                self.body_done = True
 
     async def _start_response(self) -> None:
         await self.send(
