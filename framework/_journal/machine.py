@@ -29,6 +29,7 @@ from framework._protocol import (
     GetEagerStateKeysCommandMessage,
     GetLazyStateCommandMessage,
     GetLazyStateKeysCommandMessage,
+    GetLazyStateKeysCompletionNotificationMessage,
     InputCommandMessage,
     OneWayCallCommandMessage,
     OutputCommandMessage,
@@ -120,10 +121,13 @@ _CALLS: Final = (CallCommandMessage, OneWayCallCommandMessage)
 
 
 def _target_of(command: Any) -> str:
-    """ " to Service/handler" for calls, "" for everything else."""
+    """ " to Service/handler" for calls, the key for state and promise commands, else ""."""
     service = getattr(command, "service_name", None)
     if service is None:
-        return ""
+        key = getattr(command, "key", None)
+        if isinstance(key, bytes):
+            return f" for state key {key.decode('utf-8', 'replace')!r}"
+        return f" for promise {key!r}" if isinstance(key, str) else ""
     key = f" (key {command.key!r})" if command.key else ""
     return f" to {service}/{command.handler_name}{key}"
 
@@ -148,6 +152,18 @@ def _result_of(message: Any) -> Result:
     if keys is not None:
         return list(keys)
     return VOID
+
+
+def _check_state_keys(keys: list[bytes] | None) -> None:
+    """State keys are strings to every SDK: a key list must be UTF-8 throughout."""
+    for key in keys or ():
+        try:
+            bytes(key).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(
+                f"a state key in the journal is not UTF-8 ({exc.reason} at byte {exc.start} "
+                f"of {len(key)})"
+            ) from None
 
 
 def _future_of(keys: tuple[Key, ...], *, require_all: bool) -> Future:
@@ -269,11 +285,20 @@ class StateMachine:
                     "the server sends commands only while replaying"
                 )
             self.received_entries += 1
-            if isinstance(message, InputCommandMessage) and self.input is None:
+            if self.input is None:
+                if not isinstance(message, InputCommandMessage):
+                    raise ProtocolError(
+                        f"the journal starts with {type(message).__name__}: its first "
+                        "command must be InputCommandMessage"
+                    )
                 self.input = message
                 self.command_index = 0
-            else:
-                self._replayed.append(message)
+                return
+            if isinstance(message, InputCommandMessage):
+                raise ProtocolError("the journal holds a second InputCommandMessage")
+            if isinstance(message, GetEagerStateKeysCommandMessage):
+                _check_state_keys(message.value)
+            self._replayed.append(message)
         elif isinstance(message, ProposeRunCompletionAckMessage):
             proposed = self._proposed_runs.pop(message.completion_id, None)
             if proposed is None:
@@ -298,6 +323,8 @@ class StateMachine:
         self._partial_state = start.partial_state
 
     def _record_notification(self, message: Any) -> None:
+        if isinstance(message, GetLazyStateKeysCompletionNotificationMessage):
+            _check_state_keys(message.state_keys)
         if isinstance(message, SignalNotificationMessage):
             key: Key = -message.idx if message.idx is not None else (message.name or "")
             self._complete(key, _result_of(message))
@@ -415,6 +442,7 @@ class StateMachine:
             if (
                 type(recorded) is not type(command)
                 or _name_of(recorded) != _name_of(command)
+                or getattr(recorded, "key", None) != getattr(command, "key", None)
                 or (type(command) in _CALLS and _target_of(recorded) != _target_of(command))
             ):
                 raise JournalMismatch(
@@ -438,9 +466,14 @@ class StateMachine:
         self.command_index += 1
         if self._replayed:
             recorded = self._replayed.popleft()
+            if (
+                isinstance(recorded, GetEagerStateCommandMessage | GetLazyStateCommandMessage)
+                and bytes(recorded.key) != key.encode()
+            ):
+                raise JournalMismatch(
+                    self.command_index, recorded, recorded.TYPE, "", f" for state key {key!r}"
+                )
             if isinstance(recorded, GetEagerStateCommandMessage):
-                if bytes(recorded.key).decode() != key:
-                    raise JournalMismatch(self.command_index, recorded, recorded.TYPE, key)
                 return (bytes(recorded.value) if recorded.value is not None else VOID), 0
             if isinstance(recorded, GetLazyStateCommandMessage):
                 self._next_completion_id = max(
@@ -448,7 +481,11 @@ class StateMachine:
                 )
                 return self.result(recorded.result_completion_id), recorded.result_completion_id
             raise JournalMismatch(
-                self.command_index, recorded, GetEagerStateCommandMessage.TYPE, key
+                self.command_index,
+                recorded,
+                GetEagerStateCommandMessage.TYPE,
+                "",
+                f" for state key {key!r}",
             )
         encoded_key = key.encode()
         if key in self._state or not self._partial_state:
