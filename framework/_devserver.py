@@ -991,3 +991,385 @@ def changed_paths(
     return sorted(
         path for path in before.keys() | after.keys() if before.get(path) != after.get(path)
     )
+
+
+# -- a cluster of restate-server nodes on one machine ---------------------------------------
+
+# What makes the nodes one replicated cluster (TOML keys of restate-server 1.7's config file):
+# metadata replicated over every node's metadata server, the log on the replicated loglet with
+# two copies of every record (and partitions with a leader and one follower), few partitions
+# and little RocksDB memory, so that three nodes and a service fit on a small machine.
+CLUSTER_SETTINGS: dict[str, Any] = {
+    "default-num-partitions": 4,
+    "default-replication": 2,
+    "rocksdb-total-memory-size": "128 MiB",
+    "bifrost": {"default-provider": "replicated"},
+    "metadata-client": {"type": "replicated"},
+}
+
+RESTATECTL_VERSION = RESTATE_SERVER_VERSION
+_RESTATECTL_PACKAGE = "@restatedev/restatectl"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot write {value!r} ({type(value).__name__}) as a TOML value")
+
+
+def _toml_dumps(config: Mapping[str, Any], prefix: str = "") -> str:
+    """A TOML document of ``config``: scalars and lists, nested mappings as tables."""
+    lines = [
+        f"{key} = {_toml_value(value)}"
+        for key, value in config.items()
+        if not isinstance(value, Mapping)
+    ]
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            table = f"{prefix}{key}"
+            lines += ["", f"[{table}]", _toml_dumps(value, f"{table}.").strip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in extra.items():
+        current = result.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            result[key] = _merged(current, value)
+        else:
+            result[key] = value
+    return result
+
+
+def write_cluster_configs(
+    root: Path,
+    nodes: int = 3,
+    *,
+    cluster_name: str = "framework-cluster",
+    settings: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """Write one restate-server config file per node of a cluster on 127.0.0.1; their paths.
+
+    Node ``i`` (from 1) gets ``root/node-i/restate.toml`` with its data in ``root/node-i/data``,
+    the node name ``node-i``, free ports for its fabric (node-to-node), admin and ingress
+    addresses, and every node's fabric address as the metadata servers to reach. Only node 1
+    provisions the cluster (``auto-provision``). ``settings`` (default ``CLUSTER_SETTINGS``) are
+    merged in last; a key of a table (``{"bifrost": {...}}``) is merged into that table.
+    """
+    if nodes < 1:
+        raise ValueError(f"a cluster needs at least one node, not {nodes}")
+    root = Path(root).resolve()
+    ports = [(free_port(), free_port(), free_port()) for _ in range(nodes)]
+    fabric = [f"http://{_LOOPBACK}:{node}/" for node, _, _ in ports]
+    paths = []
+    for index, (node_port, admin_port, ingress_port) in enumerate(ports, start=1):
+        directory = root / f"node-{index}"
+        directory.mkdir(parents=True, exist_ok=True)
+        config: dict[str, Any] = {
+            "node-name": f"node-{index}",
+            "cluster-name": cluster_name,
+            "base-dir": str(directory / "data"),
+            "auto-provision": index == 1,
+            "listen-mode": "tcp",  # no unix sockets under base-dir (their paths are limited)
+            "disable-telemetry": True,
+            "log-disable-ansi-codes": True,
+            "bind-address": f"{_LOOPBACK}:{node_port}",
+            "advertised-address": fabric[index - 1],
+            "admin": {
+                "bind-address": f"{_LOOPBACK}:{admin_port}",
+                "advertised-address": f"http://{_LOOPBACK}:{admin_port}/",
+            },
+            "ingress": {
+                "bind-address": f"{_LOOPBACK}:{ingress_port}",
+                "advertised-address": f"http://{_LOOPBACK}:{ingress_port}/",
+            },
+            "metadata-client": {"type": "replicated", "addresses": fabric},
+        }
+        config = _merged(config, CLUSTER_SETTINGS if settings is None else settings)
+        path = directory / "restate.toml"
+        path.write_text(_toml_dumps(config))
+        paths.append(path)
+    return paths
+
+
+def _address_port(address: str, what: str, config_file: Path) -> int:
+    port = urllib.parse.urlsplit(address if "//" in address else f"//{address}").port
+    if port is None:
+        raise RestateServerError(f"{config_file}: {what} {address!r} has no port")
+    return port
+
+
+class RestateClusterNode(_Child):
+    """One restate-server node started from a TOML config file (``--config-file``).
+
+    The config says everything: node name, cluster, base dir, the fabric, admin and ingress
+    addresses (``write_cluster_configs`` writes a cluster's worth). ``start`` only launches the
+    process, since a node that joins a cluster is not healthy before the others are up: start
+    every node, then ``wait_healthy`` on each and ``wait_for_partition_leaders``. The log goes
+    to ``log_path``, else to ``restate-server.log`` beside the config file.
+    """
+
+    _name = "restate-node"
+
+    def __init__(
+        self,
+        config_file: Path,
+        *,
+        log_path: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        version: str = RESTATE_SERVER_VERSION,
+    ) -> None:
+        import tomllib
+
+        self.config_file = Path(config_file).resolve()
+        with self.config_file.open("rb") as handle:
+            self.config: dict[str, Any] = tomllib.load(handle)
+        super().__init__(log_path or self.config_file.parent / "restate-server.log")
+        self._own_log = False
+        self._extra_env = dict(env or {})
+        self._version = version
+        self.name: str = self.config.get("node-name", self.config_file.parent.name)
+        base_dir = self.config.get("base-dir")
+        self.base_dir = Path(base_dir) if base_dir else self.config_file.parent / "data"
+
+        def port(section: Mapping[str, Any], default: int, what: str) -> int:
+            address = section.get("bind-address")
+            return default if address is None else _address_port(address, what, self.config_file)
+
+        self.node_port = port(self.config, 5122, "bind-address")
+        self.admin_port = port(self.config.get("admin", {}), 9070, "[admin] bind-address")
+        self.ingress_port = port(self.config.get("ingress", {}), 8080, "[ingress] bind-address")
+
+    @property
+    def admin_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of this node's admin API."""
+        return f"http://{_LOOPBACK}:{self.admin_port}"
+
+    @property
+    def ingress_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of this node's ingress."""
+        return f"http://{_LOOPBACK}:{self.ingress_port}"
+
+    @property
+    def fabric_url(self) -> str:
+        """The node-to-node address other nodes (and ``restatectl``) reach this node at."""
+        advertised = self.config.get("advertised-address")
+        return str(advertised or f"http://{_LOOPBACK}:{self.node_port}/")
+
+    def start(self, timeout: float = 0.0) -> None:
+        """Launch the node; with ``timeout`` > 0, also ``wait_healthy(timeout)``."""
+        if self.running():
+            raise RestateServerError(f"{self.name} is already running (pid {self.pid})")
+        binary = ensure_restate_server(self._version)
+        for what, number in (
+            ("node", self.node_port),
+            ("admin", self.admin_port),
+            ("ingress", self.ingress_port),
+        ):
+            if not port_is_free(number):
+                raise RestateServerError(
+                    f"{self.name}: the {what} port {number} is already in use ({self.config_file})"
+                )
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        env = _child_env()
+        env.update({"RESTATE_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"})
+        env.update(self._extra_env)
+        command = [str(binary), "--no-logo", "--config-file", str(self.config_file)]
+        self._spawn(command, env, cwd=self.base_dir)
+        if timeout > 0:
+            self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Wait until the admin API and the ingress answer their health checks."""
+        deadline = time.monotonic() + timeout
+        for url in (f"{self.admin_url}/health", f"{self.ingress_url}/restate/health"):
+            while True:
+                code = self._exit_code()
+                if code is not None:
+                    raise RestateServerError(
+                        f"{self.name} exited with code {code}; its log ({self._log_path}) ends "
+                        f"with:\n{self.log_tail()}"
+                    )
+                try:
+                    _get_ok(url)
+                    break
+                except (RestateServerError, urllib.error.URLError, OSError) as error:
+                    last = str(error).splitlines()[0] if str(error) else repr(error)
+                if time.monotonic() > deadline:
+                    raise RestateServerError(
+                        f"{self.name} was not healthy within {timeout:.0f}s: GET {url} kept "
+                        f"failing ({last}); its log ({self._log_path}) ends with:\n"
+                        f"{self.log_tail()}"
+                    )
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the node (a crash) and reap it; its data stays in ``base_dir``."""
+        self._kill()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; safe to call more than once."""
+        self._terminate(timeout)
+
+    def __enter__(self) -> Self:
+        self.start(60.0)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.running() else "stopped"
+        return (
+            f"<RestateClusterNode {self.name} {state} fabric={self.node_port} "
+            f"admin={self.admin_port} ingress={self.ingress_port}>"
+        )
+
+
+def _find_restatectl(prefix: Path) -> Path | None:
+    scope = prefix / "node_modules" / "@restatedev"
+    preferred = scope / _platform_package().replace("restate-server", "restatectl") / "bin"
+    if (preferred / "restatectl").is_file():
+        return preferred / "restatectl"
+    for candidate in sorted(scope.glob("restatectl-*/bin/restatectl")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def ensure_restatectl(version: str = RESTATECTL_VERSION) -> Path:
+    """The path of a ``restatectl`` binary (the cluster admin tool), installed with npm once.
+
+    ``$RESTATECTL_BIN`` wins when set; otherwise ``@restatedev/restatectl`` is installed into
+    ``$FRAMEWORK_CACHE_DIR/restatectl-<version>`` (default ``~/.cache/framework``), as
+    ``ensure_restate_server`` does for the server.
+    """
+    configured = os.environ.get("RESTATECTL_BIN")
+    if configured:
+        binary = Path(configured).expanduser()
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            raise RestateServerError(f"RESTATECTL_BIN={configured!r} is not an executable file")
+        return binary
+    cache = _cache_dir()
+    prefix = cache / f"restatectl-{version}"
+    found = _find_restatectl(prefix)
+    if found is not None:
+        return found
+    with _file_lock(cache / f"restatectl-{version}.lock", _LOCK_TIMEOUT):
+        found = _find_restatectl(prefix)
+        if found is not None:
+            return found
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RestateServerError(
+                f"npm was not found on PATH, so restatectl {version} cannot be installed; "
+                "install Node.js, or set RESTATECTL_BIN to a restatectl binary."
+            )
+        staging = cache / f".restatectl-{version}.partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        command = [
+            npm,
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--prefix",
+            str(staging),
+            f"{_RESTATECTL_PACKAGE}@{version}",
+        ]
+        env = dict(os.environ, DO_NOT_TRACK="1", SCARF_ANALYTICS="false")
+        try:
+            result = subprocess.run(
+                command, capture_output=True, text=True, env=env, timeout=_NPM_TIMEOUT, check=False
+            )
+        except subprocess.TimeoutExpired as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RestateServerError(
+                f"`{' '.join(command)}` did not finish within {_NPM_TIMEOUT:.0f}s"
+            ) from error
+        if result.returncode != 0 or _find_restatectl(staging) is None:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RestateServerError(
+                f"`{' '.join(command)}` did not install a restatectl binary for this platform "
+                f"(exit code {result.returncode}); set RESTATECTL_BIN to one.\n"
+                f"npm stderr (tail):\n{_tail(result.stderr, 20)}"
+            )
+        shutil.rmtree(prefix, ignore_errors=True)
+        staging.rename(prefix)
+        found = _find_restatectl(prefix)
+        assert found is not None
+        return found
+
+
+_LEADERS_SQL = (
+    "SELECT p.partition_id AS partition_id, n.name AS node FROM partition_state p "
+    "JOIN nodes n ON p.plain_node_id = n.plain_node_id "
+    "WHERE p.effective_mode = 'Leader' AND n.state = 'alive'"
+)
+
+
+def partition_leaders(nodes: Iterable[RestateClusterNode], timeout: float = 10.0) -> dict[int, str]:
+    """Which node leads each partition now, asked of the given (running) nodes by restatectl.
+
+    ``{partition id: node name}``; a partition without a leader is missing. Raises
+    ``RestateServerError`` when restatectl fails (e.g. none of the nodes answers).
+    """
+    addresses = ",".join(node.fabric_url for node in nodes if node.running())
+    if not addresses:
+        raise RestateServerError("no running node to ask for the partition leaders")
+    command = [str(ensure_restatectl()), "--address", addresses, "sql", "--json", _LEADERS_SQL]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=_child_env(), timeout=timeout
+        )
+    except subprocess.TimeoutExpired as error:
+        raise RestateServerError(f"restatectl got no answer within {timeout:.0f}s") from error
+    if result.returncode != 0:
+        raise RestateServerError(f"restatectl sql failed: {_tail(result.stderr, 5)}")
+    rows = json.loads(result.stdout or "[]")
+    return {int(row["partition_id"]): str(row["node"]) for row in rows}
+
+
+def wait_for_partition_leaders(
+    nodes: Iterable[RestateClusterNode],
+    partitions: int,
+    *,
+    timeout: float = 60.0,
+    exclude: Iterable[str] = (),
+) -> dict[int, str]:
+    """Wait until each of ``partitions`` partitions has a leader, none of them a node named in
+    ``exclude`` (e.g. one just killed); returns ``{partition id: leader node name}``."""
+    running = list(nodes)
+    excluded = set(exclude)
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while True:
+        try:
+            leaders = partition_leaders(running, timeout=max(1.0, min(10.0, timeout)))
+        except RestateServerError as error:
+            last = str(error).splitlines()[0]
+        else:
+            good = {p: node for p, node in leaders.items() if node not in excluded}
+            if len(good) >= partitions:
+                return good
+            missing = sorted(set(range(partitions)) - set(good))
+            last = f"partitions {missing} have no leader (leaders: {leaders})"
+        if time.monotonic() > deadline:
+            raise RestateServerError(
+                f"the cluster did not have a leader for each of its {partitions} partitions "
+                f"within {timeout:.0f}s: {last}"
+            )
+        time.sleep(0.2)
