@@ -71,7 +71,10 @@ class Invocation:
         self._running_runs: dict[int, asyncio.Task[None]] = {}
         self._ended = False
         self._handler_task: asyncio.Task[None] | None = None
-        self._output_ready = asyncio.Event()
+        # Whether output is waiting for the write loop, and the loop's wait for it (an
+        # asyncio.Event would cost every invocation a deque).
+        self._output_pending = False
+        self._output_waiter: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -89,7 +92,7 @@ class Invocation:
             for task in self._running_runs.values():
                 task.cancel()
             self._ended = True
-            self._output_ready.set()
+            self._signal_output()
             await self._writer
 
     async def _run_handler(self, handler_body: Callable[[], Awaitable[bytes | Failure]]) -> None:
@@ -129,7 +132,7 @@ class Invocation:
             self.end_attempt(mismatch.code, str(mismatch), related=mismatch)
             return
         self._ended = True
-        self._output_ready.set()
+        self._signal_output()
 
     def end_attempt(
         self,
@@ -165,17 +168,26 @@ class Invocation:
 
     def _stop_handler(self) -> None:
         self._ended = True
-        self._output_ready.set()
+        self._signal_output()
         task = self._handler_task
         if task is not None and not task.done():
             task.cancel()
 
+    def _signal_output(self) -> None:
+        self._output_pending = True
+        waiter = self._output_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def _write_loop(self) -> None:
         machine = self.machine
-        ready = self._output_ready
+        loop = asyncio.get_running_loop()
         while True:
-            await ready.wait()
-            ready.clear()
+            if not self._output_pending:
+                self._output_waiter = loop.create_future()
+                await self._output_waiter
+                self._output_waiter = None
+            self._output_pending = False
             data = machine.take_output()
             if data:
                 await self._send(data)
@@ -239,13 +251,13 @@ class Invocation:
         """A future set when the await can return (or never, if we suspend first)."""
         waiter = asyncio.get_running_loop().create_future()
         self._awaits.append(_Await(keys, require_all, cancellable, waiter))
-        self._output_ready.set()
+        self._signal_output()
         self._progress()
         return waiter
 
     def wrote(self) -> None:
         """The machine has output: let the writer pick it up when the handler yields."""
-        self._output_ready.set()
+        self._signal_output()
 
     def track_child_call(self, invocation_id_key: Key) -> None:
         self._child_calls.append(invocation_id_key)
@@ -332,7 +344,7 @@ class Invocation:
                     return
             if not self._ended:
                 self.machine.propose_run(completion_id, outcome)
-                self._output_ready.set()
+                self._signal_output()
         finally:
             self._running_runs.pop(completion_id, None)
             if not self._running_runs and not self._ended:

@@ -9,7 +9,6 @@ The caller (the invocation driver) decides *when* to call it; this class never w
 from __future__ import annotations
 
 import base64
-import collections
 import hashlib
 from collections.abc import Iterable
 from typing import Any, Final
@@ -201,6 +200,7 @@ class StateMachine:
         "_partial_state",
         "_positions",
         "_proposed_runs",
+        "_replay_cursor",
         "_replayed",
         "_results",
         "_revealed",
@@ -222,7 +222,10 @@ class StateMachine:
         self.known_entries = 0
         self.received_entries = 0
         self.input_closed = False
-        self._replayed: collections.deque[Any] = collections.deque()
+        # Recorded commands still to be re-issued, from _replay_cursor on (a list and a cursor:
+        # a deque costs every invocation a 600-byte block, replaying or not).
+        self._replayed: list[Any] = []
+        self._replay_cursor = 0
         # Notifications are numbered in arrival (= journal) order and become visible to the
         # handler only as its awaits need them, oldest first: what it sees at each await
         # then depends on the journal alone, so replays take the same branches as the
@@ -344,7 +347,20 @@ class StateMachine:
     @property
     def replaying(self) -> bool:
         """True while the handler is still re-issuing commands recorded in the journal."""
-        return bool(self._replayed)
+        return self._replay_cursor < len(self._replayed)
+
+    def _next_replayed(self) -> Any | None:
+        """The next recorded command to match, or None once the replay is over."""
+        replayed = self._replayed
+        cursor = self._replay_cursor
+        if cursor >= len(replayed):
+            return None
+        if cursor + 1 == len(replayed):
+            self._replayed = []  # let the journal go once it has been replayed
+            self._replay_cursor = 0
+        else:
+            self._replay_cursor = cursor + 1
+        return replayed[cursor]
 
     def result(self, key: Key) -> Result | None:
         """The result of a notification the handler has reached, or None."""
@@ -437,8 +453,8 @@ class StateMachine:
         Returns the replayed command when replaying (its recorded fields win), else None.
         """
         self.command_index += 1
-        if self._replayed:
-            recorded = self._replayed.popleft()
+        recorded = self._next_replayed()
+        if recorded is not None:
             if (
                 type(recorded) is not type(command)
                 or _name_of(recorded) != _name_of(command)
@@ -464,8 +480,8 @@ class StateMachine:
     def get_state(self, key: str) -> tuple[Result | None, int]:
         """Read a state key: (result, 0) when known now, else (None, completion id)."""
         self.command_index += 1
-        if self._replayed:
-            recorded = self._replayed.popleft()
+        recorded = self._next_replayed()
+        if recorded is not None:
             if (
                 isinstance(recorded, GetEagerStateCommandMessage | GetLazyStateCommandMessage)
                 and bytes(recorded.key) != key.encode()
@@ -501,8 +517,8 @@ class StateMachine:
     def state_keys(self) -> tuple[list[bytes] | None, int]:
         """List state keys: (keys, 0) when known now, else (None, completion id)."""
         self.command_index += 1
-        if self._replayed:
-            recorded = self._replayed.popleft()
+        recorded = self._next_replayed()
+        if recorded is not None:
             if isinstance(recorded, GetEagerStateKeysCommandMessage):
                 return list(recorded.value or []), 0
             if isinstance(recorded, GetLazyStateKeysCommandMessage):
