@@ -1,15 +1,19 @@
 """End-to-end throughput through a real restate-server: ours vs the official SDK.
 
-One restate-server for the whole run; both deployments are registered on it side by side
-(ours as ``Bench``/``BenchCounter``, the official SDK as ``OBench``/``OBenchCounter``, via
-``BENCH_PREFIX``). For each workload -- ``noop``, ``steps(10)`` (ten sequential ``ctx.run``),
-``BenchCounter.add`` over 16 keys -- ``C`` concurrent HTTP/1.1 clients call the ingress for a
-fixed number of requests, in the order ours, official, ours, official (to spread drift).
-Every answer is checked (counter values per key must be exactly 1..n), and after each run no
-invocation of the target service may be left unfinished.
+One restate-server for the whole run; four deployments are registered on it side by side
+(via ``BENCH_PREFIX``): ours as ``Bench``/``BenchCounter`` on its own HTTP/2 server, the
+official SDK as ``OBench``/``OBenchCounter`` on hypercorn, ours on the same hypercorn settings
+as ``HBench``/``HBenchCounter``, and the ceiling (``bench/ceiling.py``: canned answers, no SDK
+work, on hypercorn) as ``CBench``. For each workload -- ``noop``, ``steps(10)`` (ten
+sequential ``ctx.run``), ``BenchCounter.add`` over 16 keys -- ``C`` concurrent HTTP/1.1
+clients call the ingress for a fixed number of requests, each deployment in turn per round
+(the ceiling on ``noop`` only), to spread drift. Every answer is checked (counter values per
+key must be exactly 1..n), and after each run no invocation of the target service may be
+left unfinished.
 
-Reported per SDK: req/s, p50/p99 latency, and CPU ms per request of the service process, of
-the restate-server and of this client process (``/proc/PID/stat``); then ours/official ratios.
+Reported per deployment: req/s, p50/p99 latency, and CPU ms per request of the service
+process, of the restate-server and of this client process (``/proc/PID/stat``); then ratios
+(ours/official, ours-on-hypercorn/official, and each against the ceiling).
 
 Run: ``.venv/bin/python bench/e2e.py`` (about 4-5 minutes).
 """
@@ -44,7 +48,10 @@ from bench._common import (
 )
 from framework._devserver import RestateServer
 
-PREFIXES = {"ours": "", "official": "O"}
+PREFIXES = {"ours": "", "official": "O", "ours-hypercorn": "H", "ceiling": "C"}
+# Who runs which workload: the ceiling (bench/ceiling.py, canned answers on hypercorn) only
+# makes sense for the no-op handler.
+CEILING_WORKLOADS = ("noop",)
 COUNTER_KEYS = 16
 STEPS_N = 10
 REQUEST_TIMEOUT = 60.0
@@ -318,7 +325,8 @@ async def one_run(
     )
     if errors:
         problems.add(f"{label} {workload.name}: {len(errors)} failed requests, e.g. {errors[:3]}")
-    check_answers(workload, answers, workload.count, label, problems)
+    if label != "ceiling":  # its answers are canned
+        check_answers(workload, answers, workload.count, label, problems)
     settle(server, prefix + workload.service, label, problems)
     print(
         f"  {workload.name:<22} {label:<8} {run.requests / wall:8.1f} req/s  "
@@ -372,14 +380,19 @@ def report(results: dict[str, dict[str, list[Run]]]) -> None:
                     f"{run.client_cpu / n * 1e3:.2f}",
                 ]
             )
-        ours, official = merged["ours"], merged["official"]
-        ratio_lines.append(
-            f"{workload:<24}"
-            f" req/s {ratio(throughput(ours), throughput(official))}"
-            f"  p50 {ratio(percentile(ours.latencies, 0.5), percentile(official.latencies, 0.5))}"
-            f"  p99 {ratio(percentile(ours.latencies, 0.99), percentile(official.latencies, 0.99))}"
-            f"  svc CPU/req {ratio(cpu_per_request(ours), cpu_per_request(official))}"
-        )
+        pairs = [("ours", "official"), ("ours-hypercorn", "official")]
+        pairs += [(label, "ceiling") for label in ("ours", "ours-hypercorn", "official")]
+        for mine, theirs in pairs:
+            if mine not in merged or theirs not in merged:
+                continue
+            a, b = merged[mine], merged[theirs]
+            ratio_lines.append(
+                f"{workload:<24}{mine + ' / ' + theirs:<28}"
+                f" req/s {ratio(throughput(a), throughput(b))}"
+                f"  p50 {ratio(percentile(a.latencies, 0.5), percentile(b.latencies, 0.5))}"
+                f"  p99 {ratio(percentile(a.latencies, 0.99), percentile(b.latencies, 0.99))}"
+                f"  svc CPU/req {ratio(cpu_per_request(a), cpu_per_request(b))}"
+            )
     print()
     print(
         table(
@@ -398,7 +411,7 @@ def report(results: dict[str, dict[str, list[Run]]]) -> None:
             rows,
         )
     )
-    print("\nours / official (req/s: higher is better; latency and CPU: lower is better)")
+    print("\nratios (req/s: higher is better; latency and CPU: lower is better)")
     print("\n".join(ratio_lines))
 
 
@@ -422,7 +435,28 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
     services = {
         "ours": ours_service(workdir / "ours.log", PREFIXES["ours"]),
         "official": official_service(workdir / "official.log", PREFIXES["official"]),
+        # Ours on hypercorn, as the official SDK is served: the same server settings for both.
+        "ours-hypercorn": BenchService(
+            "ours-hypercorn",
+            "bench.handlers:app",
+            env={"BENCH_SDK": "framework", "BENCH_PREFIX": "H", "FRAMEWORK_SERVER": "hypercorn"},
+            log_path=workdir / "ours-hypercorn.log",
+        ),
+        "ceiling": BenchService(
+            "ceiling",
+            "bench.ceiling:app",
+            env={"BENCH_PREFIX": "C", "FRAMEWORK_SERVER": "hypercorn"},
+            log_path=workdir / "ceiling.log",
+        ),
     }
+
+    def labels_for(workload: Workload) -> list[str]:
+        return [
+            label
+            for label in services
+            if label != "ceiling" or workload.name in CEILING_WORKLOADS
+        ]
+
     workloads = _workloads(args.scale)
     started = time.perf_counter()
     try:
@@ -438,8 +472,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
         try:
             print(
                 f"restate-server {server.version().get('version', '?')} at {server.ingress_url}; "
-                f"C={args.concurrency} concurrent HTTP/1.1 clients ({args.client}); order ours, "
-                "official, ours, official",
+                f"C={args.concurrency} concurrent HTTP/1.1 clients ({args.client}); each round "
+                f"runs {', '.join(services)} in turn (the ceiling on the no-op handler only)",
                 flush=True,
             )
             print("warming up ...", flush=True)
@@ -451,16 +485,22 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
                     workload.body,
                     workload.service,
                 )
-                for label, service in services.items():
+                for label in labels_for(workload):
                     await one_run(
-                        server, service, client, warm, f"warm-{label}", args.concurrency, problems
+                        server,
+                        services[label],
+                        client,
+                        warm,
+                        f"warm-{label}",
+                        args.concurrency,
+                        problems,
                     )
             print("measuring ...", flush=True)
             results: dict[str, dict[str, list[Run]]] = {}
             for workload in workloads:
-                results[workload.name] = {label: [] for label in services}
+                results[workload.name] = {label: [] for label in labels_for(workload)}
                 for round_no in range(args.rounds):
-                    for label in ("ours", "official"):
+                    for label in labels_for(workload):
                         tag = f"{label}-{round_no}"
                         result = await one_run(
                             server,

@@ -239,6 +239,7 @@ class _H2:
         self.h2 = h2.connection.H2Connection(config=config)
         self.streams: dict[int, _H2Stream] = {}
         self._ended_since_sweep = 0
+        self._flush_scheduled = False
         self.h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -260,15 +261,26 @@ class _H2:
         return bool(self.streams)
 
     def flush(self) -> None:
+        """Write what h2 has to send, at the end of this turn of the event loop: the frames of
+        every stream that answered meanwhile go out in one write (one syscall), not one each."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush_now)
+
+    def flush_now(self) -> None:
+        self._flush_scheduled = False
         self.connection.write(self.h2.data_to_send())
+
+    def close(self) -> None:
+        self.flush_now()
+        self.connection.close()
 
     def data_received(self, data: bytes) -> None:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as error:
             logger.warning("HTTP/2 protocol error from %s: %s", self.connection.client, error)
-            self.flush()
-            self.connection.close()
+            self.close()
             return
         for event in events:
             self._on_event(event)
@@ -302,7 +314,7 @@ class _H2:
         elif isinstance(event, h2.events.StreamReset):
             self._gone(event.stream_id)
         elif isinstance(event, h2.events.ConnectionTerminated):
-            self.connection.close()
+            self.close()
 
     def _start(self, stream_id: int, raw_headers: Iterable[tuple[bytes, bytes]]) -> None:
         method = b"GET"
@@ -361,7 +373,7 @@ class _H2:
         # New streams are refused instead (the server retries them elsewhere or later), and
         # the connection closes once its last stream has ended.
         if not self.streams:
-            self.connection.close()
+            self.close()
 
     def _finished(self, stream_id: int) -> None:
         self._ended_since_sweep += 1
@@ -369,7 +381,7 @@ class _H2:
         if stream is not None:
             stream.body.disconnect()  # the response is complete: what receive() says next
         if not self.streams and self.connection.server.closing:
-            self.connection.close()
+            self.close()
 
     def _receiver(self, stream: _H2Stream) -> Callable[[], Awaitable[Message]]:
         async def receive() -> Message:

@@ -71,17 +71,14 @@ class Invocation:
         self._running_runs: dict[int, asyncio.Task[None]] = {}
         self._ended = False
         self._handler_task: asyncio.Task[None] | None = None
-        # Whether output is waiting for the write loop, and the loop's wait for it (an
-        # asyncio.Event would cost every invocation a deque).
-        self._output_pending = False
-        self._output_waiter: asyncio.Future[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        # Sends what the machine produced; it exists only while there is output to send, so an
+        # invocation waiting on the server costs no task for it.
+        self._flusher: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def run(self, handler_body: Callable[[], Awaitable[bytes | Failure]]) -> None:
         """Run the handler to the end of this attempt and flush everything it produced."""
-        self._writer = asyncio.ensure_future(self._write_loop())
         self._handler_task = asyncio.ensure_future(self._run_handler(handler_body))
         try:
             await self._handler_task
@@ -93,7 +90,10 @@ class Invocation:
                 task.cancel()
             self._ended = True
             self._signal_output()
-            await self._writer
+            while (flusher := self._flusher) is not None:
+                await flusher  # raises if sending failed
+                if flusher is self._flusher:
+                    break
 
     async def _run_handler(self, handler_body: Callable[[], Awaitable[bytes | Failure]]) -> None:
         machine = self.machine
@@ -174,25 +174,16 @@ class Invocation:
             task.cancel()
 
     def _signal_output(self) -> None:
-        self._output_pending = True
-        waiter = self._output_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        flusher = self._flusher
+        if flusher is None or flusher.done():
+            if flusher is not None and not flusher.cancelled() and flusher.exception() is not None:
+                return  # sending failed: the attempt is over, run() reports it
+            self._flusher = asyncio.ensure_future(self._flush())
 
-    async def _write_loop(self) -> None:
+    async def _flush(self) -> None:
         machine = self.machine
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._output_pending:
-                self._output_waiter = loop.create_future()
-                await self._output_waiter
-                self._output_waiter = None
-            self._output_pending = False
-            data = machine.take_output()
-            if data:
-                await self._send(data)
-            if self._ended and not machine.has_output:
-                return
+        while data := machine.take_output():
+            await self._send(data)
 
     # --- input from the endpoint ---------------------------------------------------------
 

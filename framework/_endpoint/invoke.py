@@ -275,7 +275,7 @@ class _Pump:
         request = Request(
             id=start.debug_id,
             headers={h.key: h.value for h in command.headers} if command is not None else {},
-            attempt_headers=dict(self.headers),
+            attempt_headers=self.headers,  # the pump never changes them: no copy
             body=raw_input,
             scope=start.scope,
             limit_key=start.limit_key,
