@@ -1,9 +1,10 @@
 """Shared pieces of the benchmarks: the official SDK's venv, service processes, CPU readings.
 
 The official SDK (``restate-sdk``) runs from its own venv, ``bench/.venv-official``, created
-here on first use (or by ``.venv/bin/python bench/_common.py``). Every service is served by
-the same hypercorn settings (``framework._serve.hypercorn_config``): ours and the ceiling by
-``python -m framework serve``, the official SDK by ``bench/serve_official.py`` in its venv.
+here on first use (or by ``.venv/bin/python bench/_common.py``). It is served on hypercorn by
+``bench/serve_official.py`` in its venv, with the settings ``FRAMEWORK_SERVER=hypercorn
+python -m framework serve`` uses; the ceiling and ``ours-hypercorn`` run on the same ones,
+``ours`` on its own server (``python -m framework serve``).
 """
 
 from __future__ import annotations

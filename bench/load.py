@@ -12,9 +12,11 @@ answer checked and every durable step's side effect counted in a ledger file (ex
    at once (a ``ctx.run`` whose async closure waits until this script lets go). Reported:
    ``(RSS with N - RSS idle) / N`` per SDK, against the target (at most 20 KB each).
 3. ``sleepers``: ``N`` (10,000) invocations of ``Load/nap`` (one 30 s durable sleep), sent
-   one-way, waited for until all are suspended (``sys_invocation``), the service's RSS read
-   then (it should stay near its idle baseline: a suspended invocation costs the service
-   nothing), then all are let complete and checked.
+   one-way, waited for until all are suspended (``sys_invocation``); then the service's live
+   asyncio tasks and allocated blocks (``Load/live``, after a GC) must be back at their idle
+   values (a suspended invocation costs the service nothing) and its RSS is reported (it
+   keeps the high-water mark: CPython rarely hands freed memory back to the OS); then all are
+   let complete and checked.
 
 Phases 1 and 2 run on a restate-server with default settings except its invoker's
 concurrent-invocation limit (1000 by default), raised so that 2000 can be in flight at once.
@@ -53,7 +55,10 @@ from framework._devserver import RestateServer
 APP = "bench.load_handlers:app"
 PREFIXES = {"ours": "", "official": "O"}
 INFLIGHT_TARGET_KB = 20.0
-SLEEPERS_RSS_BOUND_MB = 30.0
+# With every sleeper suspended, what the service still holds beyond its idle state: a few
+# tasks and allocations of its own (caches, connections), nothing per sleeper.
+SLEEPERS_LIVE_TASKS_BOUND = 20
+SLEEPERS_LIVE_BLOCKS_PER_SLEEPER_BOUND = 1.0
 INVOKER_LIMIT_ENV = "RESTATE_WORKER__INVOKER__CONCURRENT_INVOCATIONS_LIMIT"
 INACTIVITY_ENV = "RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT"
 REQUEST_TIMEOUT = 60.0
@@ -596,6 +601,8 @@ class SleepersResult:
     rss_after: int = 0
     server_rss_before: int = 0
     server_rss_suspended: int = 0
+    live_idle: dict[str, int] = field(default_factory=dict)
+    live_suspended: dict[str, int] = field(default_factory=dict)
     all_suspended: bool = False
     ok: bool = False
 
@@ -624,6 +631,7 @@ async def run_sleepers(
     assert service.pid is not None and server.pid is not None
     result = SleepersResult(service.label, count, sleep_s)
     before = len(problems.items)
+    result.live_idle = await live(ingress, prefix)
     result.rss_idle = rss_kb(service.pid)
     result.server_rss_before = rss_kb(server.pid)
     reset_peak(service.pid)
@@ -648,6 +656,7 @@ async def run_sleepers(
     result.all_suspended = reached
     result.rss_suspended = rss_kb(service.pid)
     result.server_rss_suspended = rss_kb(server.pid)
+    result.live_suspended = await live(ingress, prefix)
     if not reached:
         problems.add(f"{tag}: not all {count} suspended before the first timer was due: {statuses}")
     if between is not None:
@@ -673,6 +682,15 @@ async def run_sleepers(
     result.rss_after = rss_kb(service.pid)
     result.ok = len(problems.items) == before
     return result
+
+
+async def live(ingress: Ingress, prefix: str) -> dict[str, int]:
+    """``Load/live``: the service's live allocations and asyncio tasks now."""
+    status, body = await call(ingress, "POST", f"/{prefix}Load/live")
+    if status != 200:
+        raise RuntimeError(f"{prefix}Load/live answered {status}: {body[:300]!r}")
+    answer: dict[str, int] = json.loads(body)
+    return answer
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -793,6 +811,8 @@ def report(
                     f"{delta / 1024:+.1f}",
                     f"{delta * 1024 / r.count:.0f}",
                     f"{mb(r.server_rss_before)} -> {mb(r.server_rss_suspended)}",
+                    f"{r.live_suspended.get('tasks', 0) - r.live_idle.get('tasks', 0):+d}",
+                    f"{r.live_suspended.get('blocks', 0) - r.live_idle.get('blocks', 0):+d}",
                     f"{r.done_s:.1f}",
                     "ok" if r.ok else "FAILED",
                 ]
@@ -812,6 +832,8 @@ def report(
                     "delta MB",
                     "bytes/sleeper",
                     "server RSS MB",
+                    "live tasks",
+                    "live blocks",
                     "all done at s",
                     "checks",
                 ],
@@ -962,11 +984,16 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
             service.stop()
     report(mixed, inflight, sleepers)
     for s in sleepers:
-        delta_mb = (s.rss_suspended - s.rss_idle) / 1024
-        if s.label == "ours" and delta_mb > SLEEPERS_RSS_BOUND_MB:
+        tasks = s.live_suspended.get("tasks", 0) - s.live_idle.get("tasks", 0)
+        blocks = s.live_suspended.get("blocks", 0) - s.live_idle.get("blocks", 0)
+        if s.label == "ours" and (
+            tasks > SLEEPERS_LIVE_TASKS_BOUND
+            or blocks > SLEEPERS_LIVE_BLOCKS_PER_SLEEPER_BOUND * s.count
+        ):
             problems.add(
-                f"ours: service RSS grew {delta_mb:.1f} MB with {s.count} invocations "
-                f"suspended (bound {SLEEPERS_RSS_BOUND_MB:.0f} MB)"
+                f"ours: with {s.count} invocations suspended the service still holds {tasks:+d} "
+                f"tasks and {blocks:+d} allocations over idle (bounds {SLEEPERS_LIVE_TASKS_BOUND} "
+                f"and {SLEEPERS_LIVE_BLOCKS_PER_SLEEPER_BOUND:.0f} per sleeper)"
             )
     print(f"\ntotal time {time.perf_counter() - started:.0f}s")
     if problems.items:

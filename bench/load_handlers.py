@@ -13,6 +13,9 @@ not mix). Counting the lines per id proves that each step's side effect happened
   ``c``. Returns ``{"id", "sum": 6, "count": <the counter's new value>}``.
 - ``Load/nap({"id", "sleep_ms"})``: one durable ``ctx.sleep``, then step ``woke``; returns
   the id.
+- ``Load/live()``: what the serving process holds right now, after a garbage collection:
+  ``{"blocks": sys.getallocatedblocks(), "tasks": <asyncio tasks but this one's>}`` (RSS
+  keeps the high-water mark of freed memory; live blocks and tasks do not).
 - ``Load/hold({"id", "release", "timeout_s"})``: one ``ctx.run`` whose ``async`` closure
   notes ``hold`` and then waits until the file ``release`` exists (or ``timeout_s`` passed),
   so the invocation stays in flight in the service (not suspended) until the caller lets it
@@ -22,7 +25,9 @@ not mix). Counting the lines per id proves that each step's side effect happened
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import sys
 import time
 from datetime import timedelta
 from typing import Any
@@ -118,6 +123,13 @@ async def hold(ctx: Any, req: dict[str, Any]) -> str:
         "hold", held, id=id, release=req["release"], timeout_s=float(req["timeout_s"])
     )
     return id
+
+
+@load.handler()
+async def live(ctx: Any) -> dict[str, int]:
+    gc.collect()
+    # The task serving this invocation (and its helpers) would count otherwise; a few stay.
+    return {"blocks": sys.getallocatedblocks(), "tasks": len(asyncio.all_tasks())}
 
 
 app = sdk.app([load, counter])

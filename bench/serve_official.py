@@ -1,4 +1,5 @@
-"""Serve an ASGI app (the official SDK's) with exactly the hypercorn settings ours is served with.
+"""Serve an ASGI app (the official SDK's) on hypercorn, with exactly the settings
+``FRAMEWORK_SERVER=hypercorn python -m framework serve`` uses for ours.
 
 Run by the official venv's interpreter, with the repository on PYTHONPATH:
 ``python bench/serve_official.py bench.handlers:app --bind 127.0.0.1:PORT``.
@@ -7,10 +8,13 @@ Run by the official venv's interpreter, with the repository on PYTHONPATH:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The official SDK's users serve it with hypercorn, not with our server (read at import).
+os.environ["FRAMEWORK_SERVER"] = "hypercorn"
 
 from framework._serve import serve
 
