@@ -211,6 +211,14 @@ class _Connection(asyncio.Protocol):
         }
 
 
+class _H2Connection(h2.connection.H2Connection):
+    # h2 remembers how each of the last 65,536 streams per connection closed (to answer late
+    # frames precisely): with thousands of invocations per connection that is megabytes held
+    # for good. Older streams are simply "closed" to h2, which answers late frames for them
+    # with RST_STREAM.
+    MAX_CLOSED_STREAMS = 64
+
+
 class _H2Stream:
     __slots__ = ("body", "ended", "task", "window_waiter")
 
@@ -236,7 +244,7 @@ class _H2:
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        self.h2 = h2.connection.H2Connection(config=config)
+        self.h2 = _H2Connection(config=config)
         self.streams: dict[int, _H2Stream] = {}
         self._ended_since_sweep = 0
         self._flush_scheduled = False
@@ -285,13 +293,16 @@ class _H2:
         for event in events:
             self._on_event(event)
         self.flush()
-        if self._ended_since_sweep > 64 + len(self.streams):
+        if (not self.streams and self.h2.streams) or self._ended_since_sweep > 64 + len(
+            self.streams
+        ):
             self._sweep()
 
     def _sweep(self) -> None:
         # h2 forgets closed streams only when it counts the open ones (on each new stream):
         # after a burst, thousands of closed streams would stay referenced until the next one.
-        # Counting now and then, amortized over the streams that ended, lets them go.
+        # Counting now and then, amortized over the streams that ended (and whenever the
+        # connection has nothing open), lets them go.
         self._ended_since_sweep = 0
         _ = self.h2.open_inbound_streams
 
@@ -380,6 +391,8 @@ class _H2:
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             stream.body.disconnect()  # the response is complete: what receive() says next
+        if not self.streams:
+            self._sweep()  # nothing may arrive on an idle connection to trigger it later
         if not self.streams and self.connection.server.closing:
             self.close()
 
