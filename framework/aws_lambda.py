@@ -77,10 +77,13 @@ async def _handle(asgi_app: ASGIApp, event: LambdaRequest) -> LambdaResponse:
     status = 500
     response_headers: dict[str, str] = {}
     chunks: list[bytes] = []
+    answered = asyncio.Event()
 
     async def receive() -> dict[str, Any]:
         if pending:
             return pending.pop()
+        # As any ASGI server: after the body, the "client" is there until the answer is out.
+        await answered.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: MutableMapping[str, Any]) -> None:
@@ -91,6 +94,8 @@ async def _handle(asgi_app: ASGIApp, event: LambdaRequest) -> LambdaResponse:
                 response_headers[key.decode("latin-1")] = value.decode("latin-1")
         elif message["type"] == "http.response.body":
             chunks.append(bytes(message.get("body", b"")))
+            if not message.get("more_body", False):
+                answered.set()
 
     await asgi_app(scope, receive, send)
     return {
