@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (
     BenchService,
+    Ingress,
+    Problems,
     cpu_seconds,
     official_service,
     ours_service,
@@ -108,80 +110,22 @@ class Run:
     errors: list[str] = field(default_factory=list)
 
 
-class Problems:
-    """Correctness problems seen during the run, reported at the end."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, text: str) -> None:
-        print(f"  PROBLEM: {text}", flush=True)
-        self.items.append(text)
-
-
 class RawClient:
-    """A lean keep-alive HTTP/1.1 client: one asyncio connection per worker, JSON POSTs only.
+    """The lean keep-alive HTTP/1.1 client (``bench._common.Ingress``), JSON POSTs only.
 
     httpx spends about 4-5 ms of CPU per request here, enough to saturate one of the two
     cores before either SDK does; this one spends a fraction of that.
     """
 
     def __init__(self, base_url: str, connections: int) -> None:
-        host, _, port = base_url.removeprefix("http://").partition(":")
-        self.host, self.port = host, int(port)
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self.connections = connections
+        self._ingress = Ingress(base_url)
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         """POST ``body`` as JSON; the status and the response body."""
-        if self._idle:
-            reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-        try:
-            writer.write(
-                f"POST {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
-                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-            head = await reader.readuntil(b"\r\n\r\n")
-            status_line, *header_lines = head.decode("latin-1").split("\r\n")
-            status = int(status_line.split(" ", 2)[1])
-            headers = {}
-            for line in header_lines:
-                name, sep, value = line.partition(":")
-                if sep:
-                    headers[name.strip().lower()] = value.strip()
-            if "content-length" in headers:
-                content = await reader.readexactly(int(headers["content-length"]))
-            elif headers.get("transfer-encoding", "").lower() == "chunked":
-                content = await _read_chunked(reader)
-            else:
-                raise ValueError(f"response without length: {headers}")
-        except BaseException:
-            writer.close()
-            raise
-        if headers.get("connection", "").lower() == "close":
-            writer.close()
-        else:
-            self._idle.append((reader, writer))
-        return status, content
+        return await self._ingress.request("POST", path, body)
 
     async def aclose(self) -> None:
-        for _reader, writer in self._idle:
-            writer.close()
-        self._idle.clear()
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        if size == 0:
-            await reader.readuntil(b"\r\n")
-            return b"".join(parts)
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
+        await self._ingress.aclose()
 
 
 class HttpxClient:

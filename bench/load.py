@@ -50,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import BenchService, cpu_seconds, official_python, table
+from bench._common import BenchService, Ingress, Problems, cpu_seconds, official_python, table
 from framework._devserver import RestateServer
 
 APP = "bench.load_handlers:app"
@@ -153,79 +153,6 @@ class Ledger:
         return wrong
 
 
-# -- a lean HTTP/1.1 client for the ingress --------------------------------------------------
-
-
-class Ingress:
-    """Keep-alive HTTP/1.1 connections to the ingress, opened as needed and reused.
-
-    httpx spends a few ms of CPU per request, which on this 2-core machine would compete with
-    the service and the server; this spends a fraction of that.
-    """
-
-    def __init__(self, base_url: str) -> None:
-        host, _, port = base_url.removeprefix("http://").partition(":")
-        self.host, self.port = host, int(port)
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, bytes]:
-        if self._idle:
-            reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-        try:
-            head = f"{method} {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
-            for name, value in (headers or {}).items():
-                head += f"{name}: {value}\r\n"
-            if body is not None:
-                head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            writer.write(head.encode() + b"\r\n" + (body or b""))
-            raw = await reader.readuntil(b"\r\n\r\n")
-            status_line, *lines = raw.decode("latin-1").split("\r\n")
-            status = int(status_line.split(" ", 2)[1])
-            answer_headers = {}
-            for line in lines:
-                name, sep, value = line.partition(":")
-                if sep:
-                    answer_headers[name.strip().lower()] = value.strip()
-            if "content-length" in answer_headers:
-                content = await reader.readexactly(int(answer_headers["content-length"]))
-            elif answer_headers.get("transfer-encoding", "").lower() == "chunked":
-                content = await _read_chunked(reader)
-            else:
-                raise ValueError(f"answer without a length: {answer_headers}")
-        except BaseException:
-            writer.close()
-            raise
-        if answer_headers.get("connection", "").lower() == "close":
-            writer.close()
-        else:
-            self._idle.append((reader, writer))
-        return status, content
-
-    async def aclose(self) -> None:
-        for _reader, writer in self._idle:
-            writer.close()
-        self._idle.clear()
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        if size == 0:
-            await reader.readuntil(b"\r\n")
-            return b"".join(parts)
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
-
-
 _TRANSPORT_ERRORS = (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError)
 
 
@@ -260,17 +187,6 @@ async def for_each(count: int, concurrency: int, fn: Callable[[int], Awaitable[N
             await fn(i)
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, count)))))
-
-
-@dataclass
-class Problems:
-    """Correctness problems seen, reported at the end (and failing the run)."""
-
-    items: list[str] = field(default_factory=list)
-
-    def add(self, text: str) -> None:
-        print(f"  PROBLEM: {text}", flush=True)
-        self.items.append(text)
 
 
 async def send_all(

@@ -14,7 +14,8 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from bench.load import Ingress, Problems, make_service, run_mixed
+from bench._common import Ingress, Problems
+from bench.load import make_service, run_mixed
 from framework._devserver import RestateServer
 
 INVOCATIONS = 1000
