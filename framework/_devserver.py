@@ -165,43 +165,44 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def ensure_restate_server(version: str = RESTATE_SERVER_VERSION) -> Path:
-    """The path of a restate-server binary, installing it with npm on first use.
+def _npm_binary(
+    tool: str, package: str, version: str, env_var: str, find: Callable[[Path], Path | None]
+) -> Path:
+    """The path of ``tool`` (a binary that npm ``package`` brings), installed on first use.
 
-    ``$RESTATE_SERVER_BIN`` wins when set. Otherwise the binary is installed into
-    ``$FRAMEWORK_CACHE_DIR/restate-server-<version>`` (default ``~/.cache/framework``), once:
-    concurrent callers wait on a file lock, and later calls find it in place.
+    ``$<env_var>`` wins when set. Otherwise it is installed into
+    ``$FRAMEWORK_CACHE_DIR/<tool>-<version>`` (default ``~/.cache/framework``), once: concurrent
+    callers wait on a file lock, and later calls find it in place.
     """
-    configured = os.environ.get("RESTATE_SERVER_BIN")
+    configured = os.environ.get(env_var)
     if configured:
         binary = Path(configured).expanduser()
         if not (binary.is_file() and os.access(binary, os.X_OK)):
             raise RestateServerError(
-                f"RESTATE_SERVER_BIN={configured!r} is not an executable file; point it at a "
-                "restate-server binary or unset it to install one with npm."
+                f"{env_var}={configured!r} is not an executable file; point it at a {tool} "
+                "binary or unset it to install one with npm."
             )
         return binary
 
     cache = _cache_dir()
-    prefix = cache / f"restate-server-{version}"
-    found = _find_binary(prefix)
+    prefix = cache / f"{tool}-{version}"
+    found = find(prefix)
     if found is not None:
         return found
 
-    with _file_lock(cache / f"restate-server-{version}.lock", _LOCK_TIMEOUT):
-        found = _find_binary(prefix)  # another process may have installed it meanwhile
+    with _file_lock(cache / f"{tool}-{version}.lock", _LOCK_TIMEOUT):
+        found = find(prefix)  # another process may have installed it meanwhile
         if found is not None:
             return found
         npm = shutil.which("npm")
         if npm is None:
             raise RestateServerError(
-                f"npm was not found on PATH, so restate-server {version} cannot be installed. "
-                "Install Node.js (it brings npm), or set RESTATE_SERVER_BIN to a restate-server "
-                "binary."
+                f"npm was not found on PATH, so {tool} {version} cannot be installed. "
+                f"Install Node.js (it brings npm), or set {env_var} to a {tool} binary."
             )
         # Install into a staging dir and rename it into place, so an interrupted install never
         # leaves a half-written binary where the fast path above would trust it.
-        staging = cache / f".restate-server-{version}.partial-{os.getpid()}"
+        staging = cache / f".{tool}-{version}.partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         command = [
@@ -212,7 +213,7 @@ def ensure_restate_server(version: str = RESTATE_SERVER_VERSION) -> Path:
             "--ignore-scripts",
             "--prefix",
             str(staging),
-            f"{_NPM_PACKAGE}@{version}",
+            f"{package}@{version}",
         ]
         env = dict(os.environ, DO_NOT_TRACK="1", SCARF_ANALYTICS="false")
         try:
@@ -228,27 +229,37 @@ def ensure_restate_server(version: str = RESTATE_SERVER_VERSION) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
             raise RestateServerError(
                 f"`{' '.join(command)}` did not finish within {_NPM_TIMEOUT:.0f}s; check the npm "
-                "registry is reachable, or set RESTATE_SERVER_BIN to a restate-server binary."
+                f"registry is reachable, or set {env_var} to a {tool} binary."
             ) from error
         if result.returncode != 0:
             shutil.rmtree(staging, ignore_errors=True)
             raise RestateServerError(
                 f"`{' '.join(command)}` failed (exit code {result.returncode}); check the npm "
-                "registry is reachable, or set RESTATE_SERVER_BIN to a restate-server binary.\n"
+                f"registry is reachable, or set {env_var} to a {tool} binary.\n"
                 f"npm stderr (tail):\n{_tail(result.stderr, 20)}"
             )
-        if _find_binary(staging) is None:
+        if find(staging) is None:
             shutil.rmtree(staging, ignore_errors=True)
             raise RestateServerError(
-                f"npm installed {_NPM_PACKAGE}@{version} but no restate-server binary for this "
-                f"platform ({_platform_package()}) came with it; set RESTATE_SERVER_BIN to a "
-                "restate-server binary built for this machine."
+                f"npm installed {package}@{version} but no {tool} binary for this platform "
+                f"({_platform_package()}) came with it; set {env_var} to a {tool} binary built "
+                "for this machine."
             )
         shutil.rmtree(prefix, ignore_errors=True)
         staging.rename(prefix)
-        found = _find_binary(prefix)
+        found = find(prefix)
         assert found is not None
         return found
+
+
+def ensure_restate_server(version: str = RESTATE_SERVER_VERSION) -> Path:
+    """The path of a restate-server binary, installing it with npm on first use.
+
+    ``$RESTATE_SERVER_BIN`` wins when set. Otherwise the binary is installed into
+    ``$FRAMEWORK_CACHE_DIR/restate-server-<version>`` (default ``~/.cache/framework``), once:
+    concurrent callers wait on a file lock, and later calls find it in place.
+    """
+    return _npm_binary("restate-server", _NPM_PACKAGE, version, "RESTATE_SERVER_BIN", _find_binary)
 
 
 # -- ports ----------------------------------------------------------------------------------
@@ -1256,62 +1267,9 @@ def ensure_restatectl(version: str = RESTATECTL_VERSION) -> Path:
     ``$FRAMEWORK_CACHE_DIR/restatectl-<version>`` (default ``~/.cache/framework``), as
     ``ensure_restate_server`` does for the server.
     """
-    configured = os.environ.get("RESTATECTL_BIN")
-    if configured:
-        binary = Path(configured).expanduser()
-        if not (binary.is_file() and os.access(binary, os.X_OK)):
-            raise RestateServerError(f"RESTATECTL_BIN={configured!r} is not an executable file")
-        return binary
-    cache = _cache_dir()
-    prefix = cache / f"restatectl-{version}"
-    found = _find_restatectl(prefix)
-    if found is not None:
-        return found
-    with _file_lock(cache / f"restatectl-{version}.lock", _LOCK_TIMEOUT):
-        found = _find_restatectl(prefix)
-        if found is not None:
-            return found
-        npm = shutil.which("npm")
-        if npm is None:
-            raise RestateServerError(
-                f"npm was not found on PATH, so restatectl {version} cannot be installed; "
-                "install Node.js, or set RESTATECTL_BIN to a restatectl binary."
-            )
-        staging = cache / f".restatectl-{version}.partial-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        command = [
-            npm,
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--ignore-scripts",
-            "--prefix",
-            str(staging),
-            f"{_RESTATECTL_PACKAGE}@{version}",
-        ]
-        env = dict(os.environ, DO_NOT_TRACK="1", SCARF_ANALYTICS="false")
-        try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, env=env, timeout=_NPM_TIMEOUT, check=False
-            )
-        except subprocess.TimeoutExpired as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise RestateServerError(
-                f"`{' '.join(command)}` did not finish within {_NPM_TIMEOUT:.0f}s"
-            ) from error
-        if result.returncode != 0 or _find_restatectl(staging) is None:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise RestateServerError(
-                f"`{' '.join(command)}` did not install a restatectl binary for this platform "
-                f"(exit code {result.returncode}); set RESTATECTL_BIN to one.\n"
-                f"npm stderr (tail):\n{_tail(result.stderr, 20)}"
-            )
-        shutil.rmtree(prefix, ignore_errors=True)
-        staging.rename(prefix)
-        found = _find_restatectl(prefix)
-        assert found is not None
-        return found
+    return _npm_binary(
+        "restatectl", _RESTATECTL_PACKAGE, version, "RESTATECTL_BIN", _find_restatectl
+    )
 
 
 _LEADERS_SQL = (
