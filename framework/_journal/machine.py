@@ -117,6 +117,10 @@ def _name_of(command: Any) -> str:
 
 
 _CALLS: Final = (CallCommandMessage, OneWayCallCommandMessage)
+# Commands whose key (state key, promise key, object key) must match on replay too.
+_KEYED: Final = frozenset(
+    cls for cls in MESSAGE_TYPES.values() if "key" in getattr(cls, "__struct_fields__", ())
+)
 
 
 def _target_of(command: Any) -> str:
@@ -297,9 +301,10 @@ class StateMachine:
                 self.input = message
                 self.command_index = 0
                 return
-            if isinstance(message, InputCommandMessage):
+            kind = type(message)
+            if kind is InputCommandMessage:
                 raise ProtocolError("the journal holds a second InputCommandMessage")
-            if isinstance(message, GetEagerStateKeysCommandMessage):
+            if kind is GetEagerStateKeysCommandMessage:
                 _check_state_keys(message.value)
             self._replayed.append(message)
         elif isinstance(message, ProposeRunCompletionAckMessage):
@@ -455,11 +460,12 @@ class StateMachine:
         self.command_index += 1
         recorded = self._next_replayed()
         if recorded is not None:
+            kind = type(command)
             if (
-                type(recorded) is not type(command)
+                type(recorded) is not kind
                 or _name_of(recorded) != _name_of(command)
-                or getattr(recorded, "key", None) != getattr(command, "key", None)
-                or (type(command) in _CALLS and _target_of(recorded) != _target_of(command))
+                or (kind in _KEYED and recorded.key != command.key)
+                or (kind in _CALLS and _target_of(recorded) != _target_of(command))
             ):
                 raise JournalMismatch(
                     self.command_index,
