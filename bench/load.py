@@ -43,7 +43,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -774,6 +774,23 @@ def report(
         )
 
 
+@contextlib.asynccontextmanager
+async def restate(
+    env: dict[str, str], log_path: Path
+) -> AsyncIterator[tuple[RestateServer, Ingress]]:
+    """A restate-server with ``env`` and a client of its ingress, both closed at the end."""
+    server = RestateServer(env=env, log_path=log_path)
+    try:
+        server.start()
+        ingress = Ingress(server.ingress_url)
+        try:
+            yield server, ingress
+        finally:
+            await ingress.aclose()
+    finally:
+        server.stop()
+
+
 async def run(args: argparse.Namespace, workdir: Path) -> int:
     problems = Problems()
     labels = ["ours"]
@@ -794,123 +811,101 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
     limit = {INVOKER_LIMIT_ENV: str(args.invoker_limit)}
     try:
         if phases & {"mixed", "inflight"}:
-            server = RestateServer(env=limit, log_path=workdir / "restate-server.log")
-            try:
-                server.start()
+            async with restate(limit, workdir / "restate-server.log") as (server, ingress):
                 for service, _ledger in services.values():
                     fresh(service)
                     server.register(service.url)
-                ingress = Ingress(server.ingress_url)
                 print(
                     f"restate-server {server.version().get('version', '?')}, {INVOKER_LIMIT_ENV}="
                     f"{args.invoker_limit}; SDKs: {', '.join(labels)}; logs in {workdir}",
                     flush=True,
                 )
-                try:
-                    if "mixed" in phases:
-                        for label, (service, ledger) in services.items():
-                            fresh(service)
-                            prefix = PREFIXES[label]
-                            await warm_mixed(ingress, prefix, f"warm-{label}", 40, problems)
-                            print(f"mixed: {args.mixed} x {label} ...", flush=True)
-                            result = await run_mixed(
-                                server,
-                                service,
-                                ingress,
-                                ledger,
-                                prefix=prefix,
-                                tag=f"mixed-{label}",
-                                count=args.mixed,
-                                sleep_ms=args.mixed_sleep_ms,
-                                concurrency=args.concurrency,
-                                attach_concurrency=args.attach_concurrency,
-                                problems=problems,
-                            )
-                            print(
-                                f"  {result.count / result.total_s:.0f} inv/s, peak "
-                                f"{mb(result.peak)} MB",
-                                flush=True,
-                            )
-                            mixed.append(result)
-                    if "inflight" in phases:
-                        for n in [int(x) for x in args.inflight.split(",") if x]:
-                            for label, (service, ledger) in services.items():
-                                fresh(service)
-                                prefix = PREFIXES[label]
-                                await warm_holds(
-                                    ingress,
-                                    workdir,
-                                    prefix,
-                                    f"warmhold-{label}-{n}",
-                                    100,
-                                    problems,
-                                )
-                                await warm_mixed(ingress, prefix, f"warm-{label}-{n}", 20, problems)
-                                await asyncio.sleep(0.5)
-                                print(f"in flight: {n} x {label} ...", flush=True)
-                                r = await run_inflight(
-                                    server,
-                                    service,
-                                    ingress,
-                                    ledger,
-                                    workdir,
-                                    prefix=prefix,
-                                    tag=f"hold-{label}-{n}",
-                                    count=n,
-                                    concurrency=args.concurrency,
-                                    problems=problems,
-                                )
-                                print(f"  {r.kb_each:.1f} KB per invocation", flush=True)
-                                inflight.append(r)
-                finally:
-                    await ingress.aclose()
-            finally:
-                server.stop()
-        if "sleepers" in phases:
-            # The server's own concurrency limit (1000 by default) bounds how many of them are
-            # in flight in the service at once; the rest wait in the server.
-            env = {INACTIVITY_ENV: args.inactivity}
-            server = RestateServer(env=env, log_path=workdir / "restate-server-sleepers.log")
-            try:
-                server.start()
-                ingress = Ingress(server.ingress_url)
-                try:
-                    sleeper_labels = labels if args.sleepers_official else ["ours"]
-                    for label in sleeper_labels:
-                        service, ledger = services[label]
+                if "mixed" in phases:
+                    for label, (service, ledger) in services.items():
                         fresh(service)
-                        server.register(service.url)
                         prefix = PREFIXES[label]
-                        await warm_mixed(ingress, prefix, f"warmnap-{label}", 40, problems)
-                        await asyncio.sleep(0.5)
-                        print(
-                            f"sleepers: {args.sleepers} x {label}, sleeping {args.sleep_s:.0f} s "
-                            f"({INACTIVITY_ENV}={args.inactivity}) ...",
-                            flush=True,
-                        )
-                        s = await run_sleepers(
+                        await warm_mixed(ingress, prefix, f"warm-{label}", 40, problems)
+                        print(f"mixed: {args.mixed} x {label} ...", flush=True)
+                        result = await run_mixed(
                             server,
                             service,
                             ingress,
                             ledger,
                             prefix=prefix,
-                            tag=f"nap-{label}",
-                            count=args.sleepers,
-                            sleep_s=args.sleep_s,
+                            tag=f"mixed-{label}",
+                            count=args.mixed,
+                            sleep_ms=args.mixed_sleep_ms,
                             concurrency=args.concurrency,
+                            attach_concurrency=args.attach_concurrency,
                             problems=problems,
                         )
                         print(
-                            f"  all suspended at {s.suspended_s:.1f}s, service RSS "
-                            f"{mb(s.rss_idle)} -> {mb(s.rss_suspended)} MB, done at "
-                            f"{s.done_s:.1f}s",
+                            f"  {result.count / result.total_s:.0f} inv/s, peak "
+                            f"{mb(result.peak)} MB",
                             flush=True,
                         )
-                        sleepers.append(s)
-                finally:
-                    await ingress.aclose()
-            finally:
-                server.stop()
+                        mixed.append(result)
+                if "inflight" in phases:
+                    for n in [int(x) for x in args.inflight.split(",") if x]:
+                        for label, (service, ledger) in services.items():
+                            fresh(service)
+                            prefix = PREFIXES[label]
+                            await warm_holds(
+                                ingress, workdir, prefix, f"warmhold-{label}-{n}", 100, problems
+                            )
+                            await warm_mixed(ingress, prefix, f"warm-{label}-{n}", 20, problems)
+                            await asyncio.sleep(0.5)
+                            print(f"in flight: {n} x {label} ...", flush=True)
+                            r = await run_inflight(
+                                server,
+                                service,
+                                ingress,
+                                ledger,
+                                workdir,
+                                prefix=prefix,
+                                tag=f"hold-{label}-{n}",
+                                count=n,
+                                concurrency=args.concurrency,
+                                problems=problems,
+                            )
+                            print(f"  {r.kb_each:.1f} KB per invocation", flush=True)
+                            inflight.append(r)
+        if "sleepers" in phases:
+            # The server's own concurrency limit (1000 by default) bounds how many of them are
+            # in flight in the service at once; the rest wait in the server.
+            env = {INACTIVITY_ENV: args.inactivity}
+            async with restate(env, workdir / "restate-server-sleepers.log") as (server, ingress):
+                for label in labels if args.sleepers_official else ["ours"]:
+                    service, ledger = services[label]
+                    fresh(service)
+                    server.register(service.url)
+                    prefix = PREFIXES[label]
+                    await warm_mixed(ingress, prefix, f"warmnap-{label}", 40, problems)
+                    await asyncio.sleep(0.5)
+                    print(
+                        f"sleepers: {args.sleepers} x {label}, sleeping {args.sleep_s:.0f} s "
+                        f"({INACTIVITY_ENV}={args.inactivity}) ...",
+                        flush=True,
+                    )
+                    s = await run_sleepers(
+                        server,
+                        service,
+                        ingress,
+                        ledger,
+                        prefix=prefix,
+                        tag=f"nap-{label}",
+                        count=args.sleepers,
+                        sleep_s=args.sleep_s,
+                        concurrency=args.concurrency,
+                        problems=problems,
+                    )
+                    print(
+                        f"  all suspended at {s.suspended_s:.1f}s, service RSS "
+                        f"{mb(s.rss_idle)} -> {mb(s.rss_suspended)} MB, done at "
+                        f"{s.done_s:.1f}s",
+                        flush=True,
+                    )
+                    sleepers.append(s)
     finally:
         for service, _ledger in services.values():
             service.stop()

@@ -343,7 +343,7 @@ def _child_env() -> dict[str, str]:
 
 
 class _Child:
-    """A child process with its output in a log file; the shared part of the two runners."""
+    """A child process with its output in a log file: what the runners below share."""
 
     _name = "process"
 
@@ -448,8 +448,28 @@ class _Child:
     def _exit_code(self) -> int | None:
         return self._process.poll() if self._process is not None else None
 
-    def stop(self, timeout: float = 10.0) -> None:  # pragma: no cover - overridden
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """SIGKILL the child (a crash) and reap it; its data stays, ``start`` runs it again."""
+        self._kill()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; safe to call more than once."""
         self._terminate(timeout)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 # -- the restate server ---------------------------------------------------------------------
@@ -633,26 +653,10 @@ class RestateServer(_Child):
             self._base_dir = None
             self._log_path = None
 
-    def kill(self) -> None:
-        """SIGKILL the server (a crash); ``start`` or ``restart`` brings it back with its data."""
-        self._kill()
-
     def restart(self, timeout: float = 60.0) -> None:
         """Stop and start again with the same base dir and ports."""
         self._terminate(10.0)
         self.start(timeout)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- admin API ---------------------------------------------------------------------------
 
@@ -848,10 +852,6 @@ class ServiceProcess(_Child):
                 )
             time.sleep(0.05)
 
-    def kill(self) -> None:
-        """SIGKILL the service (a crash) and reap it; ``start``/``restart`` serve again."""
-        self._kill()
-
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; safe to call more than once."""
         self._terminate(timeout)
@@ -863,18 +863,6 @@ class ServiceProcess(_Child):
         """Stop (if running) and serve again on the same port."""
         self._terminate(10.0)
         self.start(timeout)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running() else "stopped"
@@ -1221,25 +1209,9 @@ class RestateClusterNode(_Child):
                     )
                 time.sleep(0.1)
 
-    def kill(self) -> None:
-        """SIGKILL the node (a crash) and reap it; its data stays in ``base_dir``."""
-        self._kill()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout``; safe to call more than once."""
-        self._terminate(timeout)
-
     def __enter__(self) -> Self:
-        self.start(60.0)
+        self.start(60.0)  # healthy too, not only launched
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running() else "stopped"

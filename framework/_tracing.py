@@ -55,31 +55,18 @@ def handler_span(
     """The span of one attempt of a handler (a no-op without OpenTelemetry)."""
     token = _incoming.set(carrier)
     try:
-        if _trace is None:
-            yield
-            return
         tracer = _active_tracer()
         if tracer is None:
             yield
             return
+        attributes = {
+            "restate.invocation.id": invocation_id,
+            "restate.invocation.target": target,
+            "restate.invocation.retry_count": retry_count,
+        }
         parent = _propagate.extract(carrier) if carrier else None
-        with tracer.start_as_current_span(
-            target,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={
-                "restate.invocation.id": invocation_id,
-                "restate.invocation.target": target,
-                "restate.invocation.retry_count": retry_count,
-            },
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                yield
-            except BaseException as error:
-                _record_failure(span, error)
-                raise
+        with _span(tracer, target, context=parent, kind=SpanKind.SERVER, attributes=attributes):
+            yield
     finally:
         _incoming.reset(token)
 
@@ -91,11 +78,15 @@ def run_span(name: str) -> Iterator[None]:
     if tracer is None:
         yield
         return
+    with _span(tracer, f"run {name}", attributes={"restate.run.name": name}):
+        yield
+
+
+@contextlib.contextmanager
+def _span(tracer: Any, name: str, **options: Any) -> Iterator[None]:
+    """A current span that records a failure our way (TerminalError is not an error)."""
     with tracer.start_as_current_span(
-        f"run {name}",
-        attributes={"restate.run.name": name},
-        record_exception=False,
-        set_status_on_exception=False,
+        name, record_exception=False, set_status_on_exception=False, **options
     ) as span:
         try:
             yield

@@ -21,7 +21,7 @@ from framework._endpoint.discovery import (
     negotiate_manifest_version,
 )
 from framework._endpoint.identity import IdentityError, IdentityVerifier
-from framework._endpoint.invoke import SERVER_HEADER, InvokeEndpoint
+from framework._endpoint.invoke import SERVER_HEADER, InvokeEndpoint, drain_body
 from framework._protocol import MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, ProtocolVersion
 from framework._services import AnyService, Handler
 from framework.aws_lambda import is_running_on_lambda, wrap_asgi_as_lambda_handler
@@ -48,14 +48,6 @@ def route_path(scope: Mapping[str, Any]) -> str:
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
         return path[len(root) :]
     return path
-
-
-async def _drain(receive: Any) -> None:
-    # An HTTP/2 stream must not be answered before its request body is in (see invoke.py).
-    while True:
-        message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            return
 
 
 class RestateApp:
@@ -123,7 +115,7 @@ class RestateApp:
         await self._router(scope, receive, send)
 
     async def _answer_after_body(self, scope: Any, receive: Any, send: Any) -> None:
-        """Route a request whose answer must wait for its body (see ``_drain``).
+        """Route a request whose answer must wait for its body (see ``drain_body``).
 
         Starlette's routes (404, 405, discovery, health) answer without reading a body;
         this holds the answer back until the body has been read and dropped.
@@ -140,7 +132,7 @@ class RestateApp:
         async def send_after_body(message: Any) -> None:
             nonlocal body_done
             if not body_done and message["type"] == "http.response.start":
-                await _drain(receive)
+                await drain_body(receive)
                 body_done = True
             await send(message)
 
@@ -148,7 +140,7 @@ class RestateApp:
 
     async def _unauthorized(self, scope: Any, receive: Any, send: Any, problem: str) -> None:
         logger.warning("refused %s %s: %s", scope["method"], scope["path"], problem)
-        await _drain(receive)
+        await drain_body(receive)
         await send(
             {
                 "type": "http.response.start",

@@ -55,7 +55,7 @@ def _context_class(handler: Handler) -> type[Context]:
     return WorkflowContext if handler.kind == "workflow" else WorkflowSharedContext
 
 
-async def _drain(receive: Receive) -> None:
+async def drain_body(receive: Receive) -> None:
     """Read (and drop) the rest of the request body.
 
     Hypercorn's HTTP/2 stream breaks the whole connection when request DATA arrives for a
@@ -123,7 +123,7 @@ class InvokeEndpoint:
                         ),
                     )
         if status or handler is None or version is None:
-            await _drain(receive)
+            await drain_body(receive)
             await _plain_response(send, status, problem)
             return
         await _Pump(handler, version, headers, scope, receive, send, self.max_message_size).run()
@@ -185,7 +185,7 @@ class _Pump:
             await self._start_response()
             machine.fail(error.code, str(error))
             await self._send_body(machine.take_output())
-            # Answer in full only once the server has finished its side (see _drain).
+            # Answer in full only once the server has finished its side (see drain_body).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._discard_input(), _INPUT_CLOSE_TIMEOUT)
             if not self.disconnected:
