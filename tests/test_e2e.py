@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from framework._devserver import ServiceProcess
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,15 +82,6 @@ def deployment(request: pytest.FixtureRequest,
         service.stop()
 
 
-def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within the timeout")
-        time.sleep(interval)
 
 
 def test_greeter_runs_steps_and_negotiates_the_version(deployment: Deployment) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from framework._devserver import RestateServer, ServiceProcess
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "tests.e2e_context_services:app"
@@ -31,18 +32,6 @@ T = TypeVar("T")
 _NO_BODY = object()
 
 
-def wait_until(
-    predicate: Callable[[], T | None], what: str, timeout: float = 20.0, interval: float = 0.05
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Deployment:

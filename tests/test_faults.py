@@ -51,6 +51,7 @@ from framework._protocol import (
     encode_frame,
 )
 from tests.fault_services import STEPS
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = "tests.fault_services"
@@ -60,18 +61,6 @@ T = TypeVar("T")
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def wait_until(
-    predicate: Callable[[], T | None], what: str, timeout: float = 30.0, interval: float = 0.05
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def ledger(directory: Path) -> list[list[str]]:
