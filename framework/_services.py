@@ -61,6 +61,9 @@ class Handler:
     output_serde: Serde[Any]
     accept: str = "application/json"
     content_type: str = "application/json"
+    # No return annotation, or ``-> None``: discovery declares no output, as the official
+    # SDK does (the server, its UI and OpenAPI then show the handler as returning nothing).
+    void_output: bool = False
     options: HandlerOptions = field(default_factory=HandlerOptions)
     description: str | None = None
     context_managers: list[Callable[[], typing.AsyncContextManager[None]]] = field(
@@ -164,6 +167,7 @@ class _ServiceBase:
                 output_serde=_with_hint(output_serde, output_hint),
                 accept=handler_accept,
                 content_type=handler_content_type,
+                void_output=_returns_nothing(fn, output_hint),
                 options=options,
                 description=inspect.getdoc(fn),
                 context_managers=self.context_managers + list(context_managers or []),
@@ -180,6 +184,13 @@ def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
         return typing.get_type_hints(fn)
     except Exception:
         return {}
+
+
+def _returns_nothing(fn: Callable[..., Any], resolved_hint: Any) -> bool:
+    annotations = getattr(fn, "__annotations__", {})
+    if "return" not in annotations:
+        return True
+    return annotations["return"] in (None, "None") or resolved_hint is type(None)
 
 
 def _with_hint(serde: Serde[Any] | None, hint: Any) -> Serde[Any]:

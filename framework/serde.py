@@ -1,17 +1,31 @@
 """Serialization of handler inputs, outputs, state and step results (JSON by default).
 
-``DefaultSerde`` picks the codec from a type hint: ``bytes`` passes through, Pydantic v2
-models (also inside ``list[...]``, ``Optional[...]``...) go through Pydantic, everything
-else msgspec can type (Structs, dataclasses, TypedDict, enums, builtins...) through msgspec,
-and no hint means plain JSON. Typed serdes also describe their type as a JSON Schema, which
-the discovery manifest hands to the Restate server (its UI and OpenAPI show it).
+``DefaultSerde`` picks the codec from a type hint, decoding what the official SDK decodes
+into the same Python values:
+
+- no hint, ``Any``, ``TypedDict`` and every hint not listed below: plain JSON, no
+  validation (a ``TypedDict`` arrives as the dict the client sent, absent keys absent);
+- ``bytes``: passed through untouched;
+- Pydantic v2 models (also inside ``list[...]``, ``Optional[...]``...): through Pydantic;
+- msgspec Structs: through msgspec, validated;
+- dataclasses (also ``Optional``, inside lists and dict values): built from the JSON object,
+  absent ``Optional`` fields becoming None and defaults applied (dacite's rules), type-checked;
+- JSON builtins (``str``, ``int``, ``float``, ``bool``, ``Literal``, and lists, dicts and
+  unions of them): validated, so ``"abc"`` for an ``int`` is a clear 400.
+
+``MsgspecJsonSerde(hint)`` validates any hint msgspec can type (TypedDicts with their
+required keys, enums, datetimes...), for whoever wants strict decoding. Typed serdes also
+describe their type as a JSON Schema, which the discovery manifest hands to the Restate
+server (its UI and OpenAPI show it).
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
 import sys
+import types
 import typing
 from typing import Any, Generic, TypeVar
 
@@ -180,11 +194,108 @@ def _serde_for_type(type_hint: Any) -> Serde[Any]:
         return _bytes_serde
     if _mentions_pydantic_model(type_hint):
         return PydanticJsonSerde(type_hint)
-    try:
+    shape = _shape(type_hint)
+    if shape == "struct" or shape == "builtin":
         return MsgspecJsonSerde(type_hint)
-    except TypeError:
-        # A hint msgspec cannot target (e.g. a plain class): fall back to untyped JSON.
-        return _json_serde
+    if shape == "dataclass":
+        return DataclassJsonSerde(type_hint)
+    return _LooseJsonSerde(type_hint)
+
+
+_Shape = typing.Literal["builtin", "struct", "dataclass", "loose"]
+_BUILTINS = (str, int, float, bool, type(None))
+_CONTAINERS = (list, dict, typing.Union, types.UnionType)
+
+
+def _shape(hint: Any) -> _Shape:
+    """How a hint decodes: validated as JSON builtins, by msgspec as a Struct, as a
+    dataclass, or loosely as plain JSON (see the module docstring)."""
+    if hint in _BUILTINS:
+        return "builtin"
+    if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+        return "struct"
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return "dataclass"
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        scalars = all(isinstance(value, _BUILTINS) for value in typing.get_args(hint))
+        return "builtin" if scalars else "loose"
+    if origin not in _CONTAINERS:
+        return "loose"
+    args = typing.get_args(hint)
+    if origin is dict and args and args[0] is not str:
+        return "loose"  # JSON keys are strings: leave other key types to the handler
+    inner = [_shape(arg) for arg in (args[1:] if origin is dict else args)]
+    if not inner or "loose" in inner:
+        return "loose"
+    for shape in ("struct", "dataclass"):
+        if shape in inner:
+            # One kind of typed value per hint; a mix of Structs and dataclasses is rare
+            # enough to decode loosely.
+            others = {s for s in inner if s not in ("builtin", shape)}
+            return shape if not others else "loose"
+    return "builtin"
+
+
+class _LooseJsonSerde(JsonSerde[I]):
+    """Plain JSON for a hint the official SDK does not validate (TypedDict, enum...):
+    the decoded value is what the client sent; the hint only describes the schema."""
+
+    def __init__(self, type_hint: Any) -> None:
+        self.type_hint = type_hint
+
+    def json_schema(self) -> dict[str, Any] | None:
+        try:
+            return msgspec.json.schema(self.type_hint)
+        except Exception:  # a hint msgspec cannot describe: no schema
+            return None
+
+
+class DataclassJsonSerde(Serde[I]):
+    """JSON objects built into dataclasses the way ``dacite.from_dict`` builds them: absent
+    ``Optional`` fields become None, absent fields with defaults take them, extra keys are
+    ignored, and values are type-checked. The hint may be ``Optional``, a list or a dict of
+    dataclasses."""
+
+    def __init__(self, type_hint: Any) -> None:
+        self.type_hint = type_hint
+
+    def deserialize(self, buf: bytes) -> I | None:
+        if not buf:
+            return None
+        import dacite  # only dataclass hints need it
+
+        data = _json_decoder.decode(buf)
+        hint = self.type_hint
+        if isinstance(hint, type):  # one dataclass: the common case
+            if not isinstance(data, dict):
+                raise ValueError(
+                    f"expected a JSON object for {hint.__name__}, got {type(data).__name__}"
+                )
+            return dacite.from_dict(hint, data)
+        # from_dict builds one dataclass: wrap any other shape (Optional, list, dict of
+        # dataclasses) in a throwaway one with a single field.
+        try:
+            holder = dacite.from_dict(_holder_for(hint), {"value": data})
+            return holder.value  # type: ignore[no-any-return]
+        except dacite.DaciteFieldError as error:
+            path = error.field_path or ""
+            error.field_path = path.removeprefix("value").removeprefix(".") or None
+            raise
+
+    def serialize(self, obj: I | None) -> bytes:
+        return b"" if obj is None else _json_encoder.encode(obj)
+
+    def json_schema(self) -> dict[str, Any] | None:
+        try:
+            return msgspec.json.schema(self.type_hint)
+        except Exception:
+            return None
+
+
+@functools.lru_cache(maxsize=256)
+def _holder_for(type_hint: Any) -> Any:
+    return dataclasses.make_dataclass("value", [("value", type_hint)])
 
 
 def describe_decode_error(error: Exception) -> str:
@@ -227,6 +338,7 @@ def _pydantic_base_model() -> type | None:
 
 __all__ = [
     "BytesSerde",
+    "DataclassJsonSerde",
     "DefaultSerde",
     "JsonSerde",
     "MsgspecJsonSerde",

@@ -11,7 +11,7 @@ import pydantic
 
 import framework
 from framework import Context, RunOptions
-from framework.serde import JsonSerde, PydanticJsonSerde, Serde
+from framework.serde import JsonSerde, MsgspecJsonSerde, PydanticJsonSerde, Serde
 
 svc = framework.Service("Serde")
 
@@ -37,6 +37,7 @@ class Order:
     item: str
     quantity: int
     express: bool = False
+    note: str | None = None
 
 
 class Movie(TypedDict):
@@ -81,7 +82,26 @@ async def rate(ctx: Context, movie: Movie) -> Movie:
 
 @svc.handler()
 async def complement(ctx: Context, color: Color) -> Color:
+    # As with the official SDK, an enum hint decodes loosely: the value arrives as sent.
+    return Color.GREEN if Color(color) is Color.RED else Color.RED
+
+
+@svc.handler(input_serde=MsgspecJsonSerde(Color))
+async def complement_strict(ctx: Context, color: Color) -> Color:
+    # Strict decoding, asked for: the handler gets a Color, anything else is a 400.
     return Color.GREEN if color is Color.RED else Color.RED
+
+
+@svc.handler()
+async def label(ctx: Context, order: Order | None) -> str:
+    # A dataclass arrives built, absent Optional fields as None; null is None.
+    return "nothing" if order is None else f"{order.quantity} {order.item} ({order.note})"
+
+
+@svc.handler()
+async def titles(ctx: Context, movies: list[Movie]) -> list[str]:
+    # TypedDicts are not validated: keys a client leaves out are simply absent.
+    return [m["title"] + (f" ({m['year']})" if "year" in m else "") for m in movies]
 
 
 @svc.handler()

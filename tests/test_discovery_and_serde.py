@@ -80,6 +80,11 @@ def test_manifest_v4_carries_kinds_and_options() -> None:
                                                             ("poke", "EXCLUSIVE")]
     assert obj["handlers"][0]["ingressPrivate"] is True
     assert obj["handlers"][1]["input"] == {}
+    # Returning nothing (-> None, or no annotation) declares no output, as the official SDK.
+    assert obj["handlers"][1]["output"] == {"setContentTypeIfEmpty": False}
+    assert obj["handlers"][0]["output"] == {"setContentTypeIfEmpty": False,
+                                            "contentType": "application/json",
+                                            "jsonSchema": {"type": "integer"}}
     assert [(h["name"], h["ty"]) for h in wf["handlers"]] == [("run", "WORKFLOW"),
                                                            ("signal", "SHARED")]
     assert wf["handlers"][0]["workflowCompletionRetention"] == 86_400_000

@@ -92,8 +92,10 @@ def _handler_entry(handler: Handler, manifest_version: int) -> dict[str, Any]:
     if handler.takes_input:
         entry["input"] = {"required": False, "contentType": handler.accept}
         _add_schema(entry["input"], handler.input_serde)
-    entry["output"] = {"contentType": handler.content_type, "setContentTypeIfEmpty": False}
-    _add_schema(entry["output"], handler.output_serde)
+    entry["output"] = {"setContentTypeIfEmpty": False}
+    if not handler.void_output:
+        entry["output"]["contentType"] = handler.content_type
+        _add_schema(entry["output"], handler.output_serde)
     if handler.description:
         entry["documentation"] = handler.description
     if handler.options.metadata:
