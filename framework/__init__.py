@@ -7,6 +7,7 @@ module written for it runs here after changing its imports.
 from typing import TYPE_CHECKING, Any
 
 from framework._calls import ScopedContext
+from framework._codec import JournalValueCodec, JournalValueCodecProvider
 from framework._combinators import as_completed, gather, select, wait_completed
 from framework._context import (
     Context,
@@ -73,6 +74,8 @@ __all__ = [
     "HarnessEnvironment",
     "HttpError",
     "InvocationRetryPolicy",
+    "JournalValueCodec",
+    "JournalValueCodecProvider",
     "JsonSerde",
     "MsgspecJsonSerde",
     "ObjectContext",

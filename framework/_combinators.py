@@ -7,7 +7,7 @@ every replay.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from framework._futures import RestateDurableFuture
@@ -27,48 +27,58 @@ async def gather(*futures: RestateDurableFuture[Any]) -> list[RestateDurableFutu
 
 
 async def wait_completed(
-    *futures: RestateDurableFuture[Any],
+    *args: RestateDurableFuture[Any],
 ) -> tuple[list[RestateDurableFuture[Any]], list[RestateDurableFuture[Any]]]:
     """Wait until at least one future has completed: ``(completed, still pending)``."""
-    if not futures:
-        return [], []
-    invocation, keys = _pending(futures)
-    if invocation is not None and len(keys) == len(futures):
-        await _AwaitKeys(invocation, keys, require_all=False)
-    completed = [f for f in futures if f.is_completed()]
-    pending = [f for f in futures if not f.is_completed()]
-    return completed, pending
+    await _any_completed(args)
+    done: list[RestateDurableFuture[Any]] = []
+    pending: list[RestateDurableFuture[Any]] = []
+    for future in args:
+        (done if future.is_completed() else pending).append(future)
+    return done, pending
 
 
 async def as_completed(
     *futures: RestateDurableFuture[Any],
 ) -> AsyncIterator[RestateDurableFuture[Any]]:
-    """Yield the futures as they complete (ties in argument order)."""
-    remaining = list(futures)
-    while remaining:
-        completed, remaining = await wait_completed(*remaining)
-        for future in completed:
+    """Yield the futures as they complete (those completing together in argument order)."""
+    left = list(futures)
+    while left:
+        await _any_completed(left)
+        ready = [future for future in left if future.is_completed()]
+        left = [future for future in left if not future.is_completed()]
+        for future in ready:
             yield future
 
 
-async def select(**futures: RestateDurableFuture[Any]) -> list[Any]:
+async def select(**kws: RestateDurableFuture[Any]) -> list[Any]:
     """Wait for the first of the named futures: ``[name, value]``.
 
     ``match await select(ok=promise, timeout=ctx.sleep(...))`` reads well; a failed
     winner raises its TerminalError.
     """
-    if not futures:
+    if not kws:
         raise ValueError("select() needs at least one future, e.g. select(a=f1, b=f2)")
-    names = {id(future): name for name, future in futures.items()}
-    async for future in as_completed(*futures.values()):
-        return [names[id(future)], await future]
-    raise AssertionError("unreachable: as_completed yields at least one future")
+    await _any_completed(kws.values())
+    # The first completed in keyword order: the journal decides which ones are, so every
+    # replay picks the same winner.
+    name, winner = next((n, f) for n, f in kws.items() if f.is_completed())
+    return [name, await winner]
+
+
+async def _any_completed(futures: Iterable[RestateDurableFuture[Any]]) -> None:
+    """Return once one of ``futures`` has completed (at once if one has already)."""
+    futures = tuple(futures)
+    invocation, keys = _pending(futures)
+    if invocation is not None and len(keys) == len(futures):  # none completed yet
+        await _AwaitKeys(invocation, keys, require_all=False)
 
 
 def _pending(
     futures: tuple[RestateDurableFuture[Any], ...],
 ) -> tuple[Invocation | None, tuple[Key, ...]]:
-    """The invocation the futures belong to and the keys of those not completed yet."""
+    """The invocation the futures belong to (None if all have completed) and the keys of
+    those not completed yet."""
     invocation: Invocation | None = None
     keys: list[Key] = []
     for future in futures:

@@ -7,6 +7,7 @@ handlers, ObjectSharedContext for shared ones, WorkflowContext for a workflow's 
 
 from __future__ import annotations
 
+import abc
 import random as _random
 import time as _time
 import uuid as _uuid
@@ -29,13 +30,14 @@ from framework._futures import (
     NONE_SERDE,
     CompletedFuture,
     DurablePromise,
+    EncodedResultFuture,
     RestateDurableCallFuture,
     RestateDurableFuture,
     RestateDurableSleepFuture,
     SendHandle,
     StateKeysFuture,
 )
-from framework._invocation import Invocation, inside_run, result_to_value
+from framework._invocation import AttemptFinished, Invocation, inside_run, result_to_value
 from framework._journal import StateMachine
 from framework._protocol import (
     AttachInvocationCommandMessage,
@@ -79,6 +81,51 @@ class RunOptions(Generic[T]):
 _DEFAULT_RUN_OPTIONS: RunOptions[Any] = RunOptions()
 
 
+class AttemptFinishedEvent(abc.ABC):
+    """Set when the current attempt of the invocation is over: its output was sent, it
+    suspended, it failed (the server will retry), or the server's stream went away. Wait on
+    it to stop work that only made sense for this attempt (a call a ``ctx.run`` closure
+    started, say)."""
+
+    @abc.abstractmethod
+    def is_set(self) -> bool:
+        """Whether the attempt is over."""
+
+    @abc.abstractmethod
+    async def wait(self) -> None:
+        """Return once the attempt is over."""
+
+
+AttemptFinishedEvent.register(AttemptFinished)
+
+
+class KeyValueStore(abc.ABC):
+    """The state operations of a keyed handler (ObjectContext and WorkflowContext have them)."""
+
+    @abc.abstractmethod
+    def get(
+        self,
+        name: str,
+        serde: Serde[T] | None = None,
+        type_hint: type[T] | None = None,
+        entry_name: str | None = None,
+    ) -> Awaitable[T | None]: ...
+
+    @abc.abstractmethod
+    def set(
+        self, name: str, value: T, serde: Serde[T] | None = None, entry_name: str | None = None
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def clear(self, name: str, entry_name: str | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def clear_all(self, entry_name: str | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def state_keys(self, entry_name: str | None = None) -> Awaitable[list[str]]: ...
+
+
 @dataclass
 class Request:
     """What the server told us about this invocation."""
@@ -87,6 +134,7 @@ class Request:
     headers: dict[str, str]
     attempt_headers: dict[str, str]
     body: bytes
+    attempt_finished_event: AttemptFinishedEvent
     scope: str | None = None
     limit_key: str | None = None
     idempotency_key: str | None = None
@@ -127,7 +175,7 @@ class _WorkflowPromise(DurablePromise[T]):
 
     def resolve(self, value: T) -> RestateDurableFuture[None]:
         """Resolve the promise; awaiting the result raises if it was completed already."""
-        return self._complete(self.serde.serialize(value))
+        return self._complete(self._context._invocation.encode(self.serde.serialize(value)))
 
     def reject(self, message: str, code: int = 500) -> RestateDurableFuture[None]:
         """Reject the promise: whoever awaits it gets a TerminalError(message, code)."""
@@ -422,7 +470,7 @@ class Context:
             CallCommandMessage(
                 service_name=target.service,
                 handler_name=target.handler,
-                parameter=target.input_serde.serialize(arg),
+                parameter=self._invocation.encode(target.input_serde.serialize(arg)),
                 headers=to_headers(outgoing_trace_headers(headers)),
                 key=key or "",
                 idempotency_key=idempotency_key,
@@ -463,7 +511,7 @@ class Context:
             OneWayCallCommandMessage(
                 service_name=target.service,
                 handler_name=target.handler,
-                parameter=target.input_serde.serialize(arg),
+                parameter=self._invocation.encode(target.input_serde.serialize(arg)),
                 invoke_time=invoke_time,
                 headers=to_headers(outgoing_trace_headers(headers)),
                 key=key or "",
@@ -526,7 +574,7 @@ class Context:
     def resolve_awakeable(self, name: str, value: I, serde: Serde[I] | None = None) -> None:
         """Complete the awakeable ``name`` (an id from ``ctx.awakeable()``) with ``value``."""
         check_awakeable_id(name)
-        payload = _serde_for(serde, type(value)).serialize(value)
+        payload = self._invocation.encode(_serde_for(serde, type(value)).serialize(value))
         self._machine().add_command(
             CompleteAwakeableCommandMessage(awakeable_id=name, value=payload)
         )
@@ -553,7 +601,7 @@ class Context:
         self, invocation_id: str, name: str, value: I, serde: Serde[I] | None = None
     ) -> None:
         """Send the named signal ``name`` with ``value`` to another invocation."""
-        payload = _serde_for(serde, type(value)).serialize(value)
+        payload = self._invocation.encode(_serde_for(serde, type(value)).serialize(value))
         self._machine().send_signal(invocation_id, name, payload)
         self._invocation.wrote()
 
@@ -599,6 +647,8 @@ class ObjectSharedContext(Context):
             serde = DefaultSerde(type_hint)
         result, completion_id = self._machine().get_state(name)
         if result is not None:
+            if self._invocation.codec is not None and isinstance(result, bytes):
+                return EncodedResultFuture(self._invocation, result, serde)  # type: ignore[arg-type]
             return CompletedFuture(result_to_value(result, serde))
         return RestateDurableFuture(self._invocation, completion_id, serde)  # type: ignore[arg-type]
 
@@ -616,11 +666,13 @@ class ObjectContext(ObjectSharedContext):
 
     __slots__ = ()
 
+    # (KeyValueStore.register below: a real base class would cost every context a __dict__.)
+
     def set(
         self, name: str, value: T, serde: Serde[T] | None = None, entry_name: str | None = None
     ) -> None:
         """Store ``value`` under ``name`` (journaled; visible to later reads at once)."""
-        payload = (serde or _DEFAULT_SERDE).serialize(value)
+        payload = self._invocation.encode((serde or _DEFAULT_SERDE).serialize(value))
         self._machine().set_state(name, payload)
         self._invocation.wrote()
 
@@ -636,6 +688,7 @@ class ObjectContext(ObjectSharedContext):
 
 
 _DEFAULT_SERDE: DefaultSerde[Any] = DefaultSerde()
+KeyValueStore.register(ObjectContext)
 
 
 class WorkflowSharedContext(ObjectSharedContext):
@@ -663,7 +716,9 @@ class WorkflowContext(ObjectContext):
 
 
 __all__ = [
+    "AttemptFinishedEvent",
     "Context",
+    "KeyValueStore",
     "ObjectContext",
     "ObjectSharedContext",
     "Request",

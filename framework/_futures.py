@@ -44,6 +44,8 @@ class RestateDurableFuture(Generic[T], Awaitable[T]):
         result = invocation.machine.resolve_one(self._key)
         if result is None:
             result = yield from await_result(invocation, self._key)
+        if invocation.codec is not None and isinstance(result, bytes):
+            result = yield from invocation.codec.decode(result).__await__()
         return result_to_value(result, self._serde)  # type: ignore[no-any-return]
 
     def is_completed(self) -> bool:
@@ -62,6 +64,27 @@ class CompletedFuture(RestateDurableFuture[T]):
     def __await__(self) -> Generator[Any, None, T]:
         return self._value
         yield  # pragma: no cover - makes this a generator that never suspends
+
+    def is_completed(self) -> bool:
+        return True
+
+
+class EncodedResultFuture(RestateDurableFuture[T]):
+    """A result known when the future was made but stored through a journal value codec,
+    whose decoding is asynchronous (eager state read with a codec configured)."""
+
+    __slots__ = ("_result",)
+
+    def __init__(self, invocation: Invocation, result: bytes, serde: Serde[T]) -> None:
+        self._invocation = invocation
+        self._result = result
+        self._serde = serde
+
+    def __await__(self) -> Generator[Any, None, T]:
+        codec = self._invocation.codec
+        assert codec is not None
+        value = yield from codec.decode(self._result).__await__()
+        return self._serde.deserialize(value)  # type: ignore[return-value]
 
     def is_completed(self) -> bool:
         return True
@@ -165,6 +188,7 @@ __all__ = [
     "NONE_SERDE",
     "CompletedFuture",
     "DurablePromise",
+    "EncodedResultFuture",
     "RestateDurableCallFuture",
     "RestateDurableFuture",
     "RestateDurableSleepFuture",

@@ -22,9 +22,16 @@ from framework._logging import current_invocation
 from framework._protocol import Failure, FailureMetadata, ProtocolError
 from framework._sync_steps import run_sync
 from framework._tracing import run_span
-from framework.exceptions import RetryableError, TerminalError
+from framework.exceptions import (
+    RetryableError,
+    SdkInternalBaseException,
+    SdkInternalException,
+    SuspendedException,
+    TerminalError,
+)
 
 if TYPE_CHECKING:
+    from framework._codec import JournalValueCodec
     from framework._context import RunOptions
     from framework.serde import Serde
 
@@ -58,22 +65,73 @@ class _Await:
         self.waiter = waiter
 
 
+class AttemptFinished:
+    """Set once this attempt is over (output sent, suspended, failed, or the stream gone):
+    the moment to release what only lived for the attempt. ``Request.attempt_finished_event``.
+    """
+
+    __slots__ = ("_is_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._is_set = False
+        self._waiters: list[asyncio.Future[None]] | None = None  # made on the first wait()
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    async def wait(self) -> None:
+        if self._is_set:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        await waiter
+
+    def set(self) -> None:
+        self._is_set = True
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters = None
+
+
 class Invocation:
     """One attempt of one invocation, from the first journal entry to the last byte out."""
 
-    def __init__(self, machine: StateMachine, send: SendBytes, target: str = "") -> None:
+    def __init__(
+        self,
+        machine: StateMachine,
+        send: SendBytes,
+        target: str = "",
+        codec: JournalValueCodec | None = None,
+    ) -> None:
         self.machine = machine
         self.target = target  # "Service/handler", for logs
+        # Encodes the values this attempt journals and decodes those it reads (app's
+        # journal_value_codec); None passes them as they are.
+        self.codec = codec
+        self.context: Any = None  # the handler's Context, for extensions.current_context()
+        self.attempt_finished = AttemptFinished()
+        # What integrations keep for the attempt (server_context.set_extension_data); values
+        # with a __close__ method are closed when the attempt ends.
+        self.extension_data: dict[str, Any] | None = None
         self._send = send
         self._awaits: list[_Await] = []
         # Invocation-id keys of the calls made so far: cancelling us cancels them too.
         self._child_calls: list[Key] = []
         self._running_runs: dict[int, asyncio.Task[None]] = {}
         self._ended = False
+        self._unwind: type[SdkInternalBaseException] | None = None
         self._handler_task: asyncio.Task[None] | None = None
         # Sends what the machine produced; it exists only while there is output to send, so an
         # invocation waiting on the server costs no task for it.
         self._flusher: asyncio.Task[None] | None = None
+
+    def encode(self, value: bytes) -> bytes:
+        """A serialized value as the journal stores it (through the codec, if any)."""
+        codec = self.codec
+        return value if codec is None else codec.encode(value)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -90,10 +148,15 @@ class Invocation:
                 task.cancel()
             self._ended = True
             self._signal_output()
-            while (flusher := self._flusher) is not None:
-                await flusher  # raises if sending failed
-                if flusher is self._flusher:
-                    break
+            try:
+                while (flusher := self._flusher) is not None:
+                    await flusher  # raises if sending failed
+                    if flusher is self._flusher:
+                        break
+            finally:
+                self.attempt_finished.set()
+                if self.extension_data:
+                    await close_extension_values(self.extension_data)
 
     async def _run_handler(self, handler_body: Callable[[], Awaitable[bytes | Failure]]) -> None:
         machine = self.machine
@@ -123,6 +186,12 @@ class Invocation:
             if self._ended:
                 return
             self.end_attempt(500, f"{type(error).__name__}: {error}", _stacktrace(error))
+            return
+        except SdkInternalBaseException as error:
+            # The attempt is over and the handler unwound, as it should; raised by the
+            # handler itself otherwise, which is a bug of its own.
+            if not self._ended:
+                self.end_attempt(500, f"the handler raised {type(error).__name__}")
             return
         if self._ended:
             return
@@ -157,21 +226,35 @@ class Invocation:
         self.machine.fail(
             code, message, stacktrace, next_retry_delay_ms=next_retry_delay_ms, related=related
         )
-        self._stop_handler()
+        self._stop_handler(SdkInternalException)
 
     def _suspend(self) -> None:
         awaits = self._awaits
         self.machine.suspend(
             [(a.keys, a.require_all) for a in awaits], any(a.cancellable for a in awaits)
         )
-        self._stop_handler()
+        self._stop_handler(SuspendedException)
 
-    def _stop_handler(self) -> None:
+    def _stop_handler(self, unwind: type[SdkInternalBaseException]) -> None:
+        """End the attempt and unwind the handler: its pending awaits raise ``unwind`` (as in
+        the official SDK, so ``finally`` blocks run and ``is_internal_exception`` tells it
+        apart); a handler not waiting on us, or one that swallows it, is cancelled."""
         self._ended = True
+        self._unwind = unwind
         self._signal_output()
+        raised = False
+        for pending in self._awaits:
+            if not pending.waiter.done():
+                pending.waiter.set_exception(unwind())
+                raised = True
+        self._awaits.clear()
         task = self._handler_task
         if task is not None and not task.done():
-            task.cancel()
+            if raised:
+                # The woken task runs first; whatever is left of it after that is cut off.
+                asyncio.get_running_loop().call_soon(_cancel_if_running, task)
+            else:
+                task.cancel()
 
     def _signal_output(self) -> None:
         flusher = self._flusher
@@ -239,7 +322,10 @@ class Invocation:
     def wait(
         self, keys: tuple[Key, ...], require_all: bool, cancellable: bool
     ) -> asyncio.Future[None]:
-        """A future set when the await can return (or never, if we suspend first)."""
+        """A future set when the await can return; it raises SuspendedException or
+        SdkInternalException if the attempt ends first."""
+        if self._ended and self._unwind is not None:
+            raise self._unwind()
         waiter = asyncio.get_running_loop().create_future()
         self._awaits.append(_Await(keys, require_all, cancellable, waiter))
         self._signal_output()
@@ -313,7 +399,7 @@ class Invocation:
             try:
                 with run_span(name):
                     value = await _execute(action, args, kwargs)
-                outcome: bytes | Failure = serde.serialize(value)
+                outcome: bytes | Failure = self.encode(serde.serialize(value))
             except TerminalError as error:
                 outcome = _failure(error)
             except Exception as error:
@@ -340,6 +426,27 @@ class Invocation:
             self._running_runs.pop(completion_id, None)
             if not self._running_runs and not self._ended:
                 self._progress()
+
+
+def _cancel_if_running(task: asyncio.Task[None]) -> None:
+    if not task.done():
+        task.cancel()
+
+
+async def close_extension_values(extension_data: dict[str, Any]) -> None:
+    """Close what integrations kept for the attempt (best effort: a failing close is
+    logged and the others still run)."""
+    for name, value in list(extension_data.items()):
+        close = getattr(value, "__close__", None)
+        if not callable(close):
+            continue
+        try:
+            outcome = close()
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            logger.warning("closing the extension data %r failed", name, exc_info=True)
+    extension_data.clear()
 
 
 async def _execute(

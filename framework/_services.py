@@ -47,6 +47,16 @@ class HandlerOptions:
     invocation_retry_policy: InvocationRetryPolicy | None = None
 
 
+@dataclass(frozen=True)
+class ServiceTag:
+    """What names a service: its kind, name, and the documentation discovery shows."""
+
+    kind: ServiceKind
+    name: str
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+
+
 @dataclass
 class Handler:
     """One handler of a service: the function and what discovery and invocation need."""
@@ -69,6 +79,14 @@ class Handler:
     context_managers: list[Callable[[], typing.AsyncContextManager[None]]] = field(
         default_factory=list
     )
+    # _preview.explicit_recovery on this handler (see framework._preview).
+    explicit_recovery: bool = False
+    service_tag: ServiceTag | None = None
+
+    @property
+    def arity(self) -> int:
+        """How many parameters the function takes: 1 (the context) or 2 (and the input)."""
+        return 2 if self.takes_input else 1
 
 
 class _ServiceBase:
@@ -110,10 +128,51 @@ class _ServiceBase:
         )
         self.context_managers = list(invocation_context_managers or [])
         self.handlers: dict[str, Handler] = {}
+        # _preview.explicit_recovery on the whole service (see framework._preview).
+        self.explicit_recovery = False
 
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def service_tag(self) -> ServiceTag:
+        """Kind, name, description and metadata, as the official SDK exposes them."""
+        return ServiceTag(self.kind, self._name, self.description, self.options.metadata)
+
+    # The service-wide options, readable under the official SDK's attribute names.
+
+    @property
+    def metadata(self) -> dict[str, str] | None:
+        return self.options.metadata
+
+    @property
+    def inactivity_timeout(self) -> timedelta | None:
+        return self.options.inactivity_timeout
+
+    @property
+    def abort_timeout(self) -> timedelta | None:
+        return self.options.abort_timeout
+
+    @property
+    def journal_retention(self) -> timedelta | None:
+        return self.options.journal_retention
+
+    @property
+    def idempotency_retention(self) -> timedelta | None:
+        return self.options.idempotency_retention
+
+    @property
+    def enable_lazy_state(self) -> bool | None:
+        return self.options.enable_lazy_state
+
+    @property
+    def ingress_private(self) -> bool | None:
+        return self.options.ingress_private
+
+    @property
+    def invocation_retry_policy(self) -> InvocationRetryPolicy | None:
+        return self.options.invocation_retry_policy
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._name!r}, handlers={list(self.handlers)})"
@@ -171,6 +230,7 @@ class _ServiceBase:
                 options=options,
                 description=inspect.getdoc(fn),
                 context_managers=self.context_managers + list(context_managers or []),
+                service_tag=self.service_tag,
             )
             self.handlers[handler_name] = handler
             fn.__restate_handler__ = handler  # type: ignore[attr-defined]
@@ -410,12 +470,25 @@ class Workflow(_ServiceBase):
 
 AnyService = Service | VirtualObject | Workflow
 
+
+def handler_from_callable(wrapper: Callable[..., Any]) -> Handler:
+    """The handler a decorated function was registered as (TypeError if it was not)."""
+    handler = getattr(wrapper, "__restate_handler__", None)
+    if not isinstance(handler, Handler):
+        raise TypeError(
+            f"{getattr(wrapper, '__qualname__', wrapper)!r} is not a handler: decorate it with "
+            "@service.handler() (or @object.handler(), @workflow.main()...)"
+        )
+    return handler
+
 __all__ = [
     "AnyService",
     "Handler",
     "HandlerOptions",
     "InvocationRetryPolicy",
     "Service",
+    "ServiceTag",
     "VirtualObject",
     "Workflow",
+    "handler_from_callable",
 ]

@@ -28,18 +28,26 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast, overload
 
 from framework._calls import KIND_NAMES, HandlerType, resolve_handler
-from framework._services import Handler, Workflow
+from framework._codec import JournalValueCodec
+from framework._services import Handler, Workflow, handler_from_callable
 from framework.serde import BytesSerde, JsonSerde, Serde
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = [
+    "BytesSerde",
+    "Client",
     "HttpError",
+    "JournalValueCodec",
+    "JsonSerde",
     "RestateClient",
     "RestateClientSendHandle",
     "RestateScopedClient",
+    "ScopedClient",
+    "Serde",
     "create_client",
+    "handler_from_callable",
 ]
 
 I = TypeVar("I")  # noqa: E741 - the official SDK's name for a handler's input type
@@ -73,11 +81,16 @@ class HttpError(Exception):
     message; ``status_code`` is then its code), ``body`` the raw answer.
     """
 
+    status_code: int
+    message: str
+    body: str | None
+
     def __init__(self, status_code: int, message: str, body: str | None = None) -> None:
-        super().__init__(f"HTTP {status_code}: {message}")
-        self.status_code = status_code
-        self.message = message
-        self.body = body
+        super().__init__(status_code, message)
+        self.status_code, self.message, self.body = status_code, message, body
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status_code}: {self.message}"
 
 
 class _Target(NamedTuple):
@@ -231,13 +244,28 @@ class RestateClient:
         *,
         http: httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout | None = None,
+        journal_value_codec: JournalValueCodec | None = None,
     ) -> None:
         """``http`` is the pooled httpx client to send with; without one, every request
-        opens (and closes) its own connection, so the client works from any event loop."""
+        opens (and closes) its own connection, so the client works from any event loop.
+        ``journal_value_codec`` must be the endpoint's: arguments are encoded with it and
+        results decoded."""
         self.ingress = ingress.rstrip("/")
         self.headers = dict(headers or {})
         self._http = http
         self._timeout = _timeout(timeout)
+        if journal_value_codec is not None and not isinstance(
+            journal_value_codec, JournalValueCodec
+        ):
+            raise TypeError(
+                "journal_value_codec must be a JournalValueCodec (the client takes no "
+                f"provider), not {type(journal_value_codec).__name__}"
+            )
+        self._codec = journal_value_codec
+
+    async def _decoded(self, body: bytes) -> bytes:
+        codec = self._codec
+        return body if codec is None else await codec.decode(body)
 
     def scope(self, scope: str) -> RestateScopedClient:
         """Calls and sends within ``scope`` (needs the server's experimental flow control:
@@ -289,7 +317,7 @@ class RestateClient:
 
     async def _get_result(self, path: str, serde: Serde[Any]) -> Any:
         response = await self._request("GET", path)
-        return serde.deserialize(response.content)
+        return serde.deserialize(await self._decoded(response.content))
 
     async def _invoke(
         self,
@@ -312,6 +340,8 @@ class RestateClient:
                 f"{target.service}/{target.handler} takes no input; pass None as its argument"
             )
         content = b"" if arg is None and not raw_input else target.input_serde.serialize(arg)
+        if self._codec is not None and (content or target.takes_input):
+            content = self._codec.encode(content)
         request_headers = dict(headers or {})
         lowered = {name.lower() for name in (*self.headers, *request_headers)}
         if content and "content-type" not in lowered:
@@ -365,7 +395,7 @@ class RestateClient:
 
     async def _call(self, target: _Target, arg: Any, **options: Any) -> Any:
         response = await self._invoke(target, arg, send=False, **options)
-        return target.output_serde.deserialize(response.content)
+        return target.output_serde.deserialize(await self._decoded(response.content))
 
     async def _send(self, target: _Target, arg: Any, **options: Any) -> Any:
         response = await self._invoke(target, arg, send=True, **options)
@@ -627,6 +657,8 @@ class RestateClient:
     ) -> None:
         """Complete the awakeable ``awakeable_id`` with ``value`` (JSON unless ``serde``)."""
         body = (serde or _JSON).serialize(value)
+        if self._codec is not None:
+            body = self._codec.encode(body)
         headers = {"content-type": "application/json"} if body else None
         await self._request(
             "POST",
@@ -849,7 +881,7 @@ class RestateScopedClient:
 async def create_client(
     ingress: str,
     headers: dict[str, str] | None = None,
-    journal_value_codec: None = None,
+    journal_value_codec: JournalValueCodec | None = None,
     *,
     timeout: float | httpx.Timeout | None = None,
 ) -> AsyncIterator[RestateClient]:
@@ -858,12 +890,18 @@ async def create_client(
 
     ``timeout`` (seconds) bounds every request; by default only connecting is bounded (10 s),
     since a call or an attach lasts as long as the handler does.
-    ``journal_value_codec`` is there for the official signature; codecs are not supported.
+    ``journal_value_codec``: the endpoint's codec (``app(..., journal_value_codec=...)``);
+    arguments are encoded with it, results decoded.
     """
-    if journal_value_codec is not None:
-        raise NotImplementedError("journal value codecs are not supported by this framework")
     limit = _timeout(timeout)
     import httpx
 
     async with httpx.AsyncClient(timeout=limit, trust_env=_trust_env(ingress)) as http:
-        yield RestateClient(ingress, headers, http=http, timeout=limit)
+        yield RestateClient(
+            ingress, headers, http=http, timeout=limit, journal_value_codec=journal_value_codec
+        )
+
+
+# The official SDK's names for the client implementations (its RestateClient is abstract).
+Client = RestateClient
+ScopedClient = RestateScopedClient

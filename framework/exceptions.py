@@ -1,4 +1,19 @@
-"""Errors a handler raises or catches, and the SDK's internal control-flow signals."""
+"""Every error a handler raises or catches, and the SDK's own control-flow signals.
+
+The tree::
+
+    Exception
+    ├── TerminalError              fail the invocation for good (not retried)
+    └── RetryableError             fail this attempt; retried, optionally after a delay
+    BaseException
+    └── SdkInternalBaseException   the SDK unwinding a handler whose attempt is over
+        ├── SuspendedException     the invocation suspended (the server resumes it later)
+        └── SdkInternalException   the attempt ended with an error (the server retries it)
+
+The internal ones derive from ``BaseException`` so that ``except Exception`` in handler code
+lets them pass. A bare ``except:`` (or ``except BaseException``) must re-raise them:
+``if is_internal_exception(e): raise``.
+"""
 
 from __future__ import annotations
 
@@ -36,33 +51,47 @@ class RetryableError(Exception):
         self.retry_after = retry_after
 
 
-class SdkInternalBaseException(BaseException):
-    """Control flow of the SDK (suspension, attempt ended). Never catch or swallow it.
+_DO_NOT_CATCH = (
+    " This is the SDK ending the handler, not a failure of yours: a bare `except:` or "
+    "`except BaseException` must re-raise it (`if is_internal_exception(e): raise`); to "
+    "handle failures of a step, catch TerminalError."
+)
 
-    It derives from BaseException so that ``except Exception`` in user code lets it pass.
-    """
+
+class SdkInternalBaseException(BaseException):
+    """The SDK unwinding a handler whose attempt is over. Never swallow it."""
 
     def __init__(self, message: str = "") -> None:
-        super().__init__(message)
+        super().__init__(message + _DO_NOT_CATCH)
 
 
 class SuspendedException(SdkInternalBaseException):
-    """The invocation suspended: the server will resume it when what it awaits arrives."""
+    """Raised at the handler's pending awaits when the invocation suspends: nothing more
+    can happen in this attempt, and the server resumes the invocation when what it awaits
+    has arrived (replaying the journal up to there)."""
+
+    def __init__(self) -> None:
+        super().__init__("The invocation suspended; Restate resumes it when it can progress.")
 
 
-class AttemptEndedException(SdkInternalBaseException):
-    """This attempt has ended (an error was reported to the server); stop the handler."""
+class SdkInternalException(SdkInternalBaseException):
+    """Raised at the handler's pending awaits when the attempt ended with an error (a
+    failed step, a journal mismatch, a protocol error): the server retries the invocation
+    from its journal."""
+
+    def __init__(self) -> None:
+        super().__init__("This attempt ended with an error; Restate retries the invocation.")
 
 
-def is_internal_exception(error: BaseException) -> bool:
-    """True for the SDK's own control-flow exceptions, which user code must re-raise."""
-    return isinstance(error, SdkInternalBaseException)
+def is_internal_exception(e: BaseException) -> bool:
+    """True for the SDK's own unwinding signals, which user code must re-raise."""
+    return isinstance(e, SdkInternalBaseException)
 
 
 __all__ = [
-    "AttemptEndedException",
     "RetryableError",
     "SdkInternalBaseException",
+    "SdkInternalException",
     "SuspendedException",
     "TerminalError",
     "is_internal_exception",

@@ -316,6 +316,28 @@ def describe_decode_error(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
+def is_pydantic(annotation: Any) -> bool:
+    """Whether ``annotation`` is a Pydantic model class (False when Pydantic is not loaded)."""
+    base_model = _pydantic_base_model()
+    return (
+        isinstance(annotation, type)
+        and base_model is not None
+        and issubclass(annotation, base_model)
+    )
+
+
+def DaciteFromDict(data_class: Any, data: Any) -> Any:
+    """``data`` (a dict from JSON) built into ``data_class`` by dacite's rules."""
+    import dacite
+
+    return dacite.from_dict(data_class, data)
+
+
+def DaciteToDict(obj: Any) -> dict[Any, Any]:
+    """A dataclass instance as a dict (``dataclasses.asdict``)."""
+    return dataclasses.asdict(obj)
+
+
 def _mentions_pydantic_model(type_hint: Any) -> bool:
     base_model = _pydantic_base_model()
     if base_model is None:
@@ -338,6 +360,8 @@ def _pydantic_base_model() -> type | None:
 
 __all__ = [
     "BytesSerde",
+    "DaciteFromDict",
+    "DaciteToDict",
     "DataclassJsonSerde",
     "DefaultSerde",
     "JsonSerde",
@@ -345,6 +369,7 @@ __all__ = [
     "PydanticJsonSerde",
     "Serde",
     "describe_decode_error",
+    "is_pydantic",
     "return_hint",
     "serde_for_type",
 ]

@@ -13,6 +13,9 @@ client::
 
 An app object is served in this process (hypercorn in a background thread); a
 ``"module:attribute"`` string is served in a child process (``python -m framework serve``).
+``restate_image=`` (the official harness's Docker image) picks the restate-server release:
+``restatedev/restate:X.Y.Z`` runs X.Y.Z, ``:latest`` the pinned 1.7.12 (see
+``server_version_for_image``). ``framework.harness`` has the official module's other names.
 ``always_replay=True`` makes the server suspend the invocation at every await that is not
 complete, so every resume replays the journal: code that is not deterministic fails at once
 (journal mismatch, code 570) instead of on the rare real retry. ``disable_retries=True`` makes
@@ -30,15 +33,18 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sys
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self
 
+from framework._codec import JournalValueCodec
 from framework._devserver import (
     RESTATE_SERVER_VERSION,
     RestateServer,
@@ -61,6 +67,7 @@ __all__ = [
     "create_test_harness",
     "disable_retries_env",
     "harness_server_env",
+    "server_version_for_image",
     "test_harness",
 ]
 
@@ -74,6 +81,8 @@ CLIENT_TIMEOUT = 60.0
 APP_GRACEFUL_TIMEOUT = 1.0
 
 AppLike = ASGIApp | str
+
+DEFAULT_RESTATE_IMAGE = "restatedev/restate:latest"
 
 
 def always_replay_env() -> dict[str, str]:
@@ -113,6 +122,76 @@ def harness_server_env(
         env.update(disable_retries_env())
     env.update(extra or {})
     return env
+
+
+# -- which restate-server: the official harness's Docker image, mapped to an npm release ------
+
+_RESTATE_IMAGE = re.compile(
+    r"(?:(?:docker\.io|index\.docker\.io|registry-1\.docker\.io|ghcr\.io)/)?"
+    r"restatedev/restate(?::(?P<tag>[^:@/]+))?"
+)
+_RELEASE = re.compile(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?")
+
+
+def server_version_for_image(image: str) -> str:
+    """The restate-server release (npm ``@restatedev/restate-server``) that stands in for the
+    Docker image ``image``, which the official harness would run.
+
+    ``restatedev/restate:X.Y.Z`` (also with ``docker.io/`` or ``ghcr.io/`` before it) is
+    release ``X.Y.Z``; ``restatedev/restate:latest`` (or no tag) is this framework's pinned
+    default, ``RESTATE_SERVER_VERSION`` (1.7.12), not whatever Docker Hub calls latest today.
+    Anything else (a digest, a branch tag, another image) cannot be mapped: ValueError saying
+    what to pass instead.
+    """
+    match = _RESTATE_IMAGE.fullmatch(image.strip())
+    tag = match.group("tag") if match is not None else None
+    if match is not None and tag in (None, "latest"):
+        return RESTATE_SERVER_VERSION
+    if tag is not None and _RELEASE.fullmatch(tag):
+        return tag
+    if "@" in image:
+        problem = "pins an image digest, which names no restate-server release"
+    elif match is not None:
+        problem = f"has the tag {tag!r}, which is not a release version (X.Y.Z)"
+    else:
+        problem = "is not a restatedev/restate image (from Docker Hub or ghcr.io)"
+    raise ValueError(
+        f"restate_image={image!r} {problem}. The harness runs restate-server from npm, without "
+        "Docker, so it needs a release: pass restate_image='restatedev/restate:X.Y.Z' (e.g. "
+        f"'restatedev/restate:{RESTATE_SERVER_VERSION}', or ':latest' for that pinned default) "
+        "or restate_server_version='X.Y.Z'. To run a restate-server binary of your own, set "
+        "RESTATE_SERVER_BIN to its path."
+    )
+
+
+def _server_version(image: str, version: str | None) -> str:
+    """The release to run for ``restate_image=image`` and ``restate_server_version=version``."""
+    from_image = server_version_for_image(image)
+    if version is None:
+        return from_image
+    match = _RESTATE_IMAGE.fullmatch(image.strip())
+    if match is not None and match.group("tag") in (None, "latest"):
+        return version  # an explicit version says more than "latest"
+    if from_image != version:
+        raise ValueError(
+            f"restate_image={image!r} means restate-server {from_image} but "
+            f"restate_server_version={version!r} was asked for too; pass only one of them"
+        )
+    return version
+
+
+def _check_running_version(server: RestateServer, wanted: str) -> None:
+    """Warn when RESTATE_SERVER_BIN (which wins over any version) runs another release."""
+    if not os.environ.get("RESTATE_SERVER_BIN"):
+        return
+    with contextlib.suppress(RestateServerError, KeyError):
+        running = str(server.version()["version"])
+        if running != wanted:
+            warnings.warn(
+                f"restate-server {wanted} was asked for, but RESTATE_SERVER_BIN runs {running}; "
+                "unset RESTATE_SERVER_BIN to run the release asked for",
+                stacklevel=3,
+            )
 
 
 # -- the environment a test gets ------------------------------------------------------------
@@ -192,11 +271,13 @@ class HarnessEnvironment:
 
 
 class InProcessApp:
-    """An ASGI app served by hypercorn on 127.0.0.1 in a background thread of this process."""
+    """An ASGI app served by hypercorn in a background thread of this process, on
+    127.0.0.1 (or ``host``: ``0.0.0.0`` to be reachable from outside too)."""
 
-    def __init__(self, app: ASGIApp, *, port: int | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, port: int | None = None, host: str = _LOOPBACK) -> None:
         self.app = app
         self.port = port if port is not None else free_port()
+        self.host = host
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -205,7 +286,7 @@ class InProcessApp:
 
     @property
     def url(self) -> str:
-        return f"http://{_LOOPBACK}:{self.port}"
+        return f"http://{_reachable_host(self.host)}:{self.port}"
 
     def start(self, timeout: float = APP_START_TIMEOUT) -> None:
         """Start serving; returns once the port accepts connections."""
@@ -224,7 +305,7 @@ class InProcessApp:
                 raise RestateServerError(
                     f"serving the app on port {self.port} failed: {error!r}"
                 ) from error
-            if self._started.is_set() and _accepts_connections(self.port):
+            if self._started.is_set() and _accepts_connections(self.port, self.host):
                 return
             if not self._thread.is_alive():
                 self._thread = None
@@ -246,7 +327,7 @@ class InProcessApp:
         from hypercorn.asyncio import serve
         from hypercorn.typing import Framework
 
-        config = hypercorn_config(f"{_LOOPBACK}:{self.port}")
+        config = hypercorn_config(f"{self.host}:{self.port}")
         config.graceful_timeout = APP_GRACEFUL_TIMEOUT
         # Through logging (quiet unless configured; pytest captures it), not straight to stderr.
         config.errorlog = logging.getLogger("hypercorn.error")
@@ -277,11 +358,17 @@ class InProcessApp:
         return f"<InProcessApp {state} port={self.port}>"
 
 
-def _accepts_connections(port: int) -> bool:
+def _reachable_host(host: str) -> str:
+    """Where to connect to a server bound to ``host`` (a wildcard bind is reached on loopback)."""
+    return _LOOPBACK if host in ("", "0.0.0.0", "::", "[::]") else host
+
+
+def _accepts_connections(port: int, host: str = _LOOPBACK) -> bool:
     import socket
 
     try:
-        with socket.create_connection((_LOOPBACK, port), timeout=0.5):
+        # An IPv6 host is bracketed in binds and URLs, not in socket addresses.
+        with socket.create_connection((_reachable_host(host).strip("[]"), port), timeout=0.5):
             return True
     except OSError:
         return False
@@ -359,8 +446,8 @@ class _LogFollower:
         self._path = path
         self._prefix = prefix
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"follow-{prefix}")
-        self._thread.start()
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"follow-{prefix}")
+        self.thread.start()
 
     def _run(self) -> None:
         handle: IO[str] | None = None
@@ -383,7 +470,7 @@ class _LogFollower:
 
     def stop(self) -> None:
         self._done.set()
-        self._thread.join(2.0)
+        self.thread.join(2.0)
 
 
 # -- the harness -------------------------------------------------------------------------------
@@ -395,17 +482,27 @@ class TestConfiguration:
 
     __test__ = False  # not a pytest test class
 
-    restate_image: str = "docker.io/restatedev/restate:latest"
-    """Unused: the server comes from the npm package ``restate_server_version``."""
+    restate_image: str = DEFAULT_RESTATE_IMAGE
+    """Which restate-server runs, named as the official harness's Docker image: the tag
+    ``X.Y.Z`` of ``restatedev/restate`` runs that release from npm, ``latest`` the pinned
+    default (see ``server_version_for_image``); an image that names no release is refused."""
     stream_logs: bool = False
     always_replay: bool = False
     disable_retries: bool = False
-    restate_server_version: str = RESTATE_SERVER_VERSION
+    restate_server_version: str | None = None
+    """The restate-server release to run, instead of naming it by ``restate_image``."""
     server_env: dict[str, str] = field(default_factory=dict)
     service_env: dict[str, str] = field(default_factory=dict)
     enable_protocol_v7: bool = False
     use_http_11: bool = False
     client_timeout: float | None = CLIENT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        self.server_version()  # a wrong image or version fails here, before anything starts
+
+    def server_version(self) -> str:
+        """The restate-server release these settings run."""
+        return _server_version(self.restate_image, self.restate_server_version)
 
 
 class RestateTestHarness:
@@ -426,6 +523,7 @@ class RestateTestHarness:
         from framework.client import RestateClient
 
         config = self.config
+        version = config.server_version()
         served = _Served(self.asgi_app, config.service_env)
         with contextlib.ExitStack() as stack:
             server = RestateServer(
@@ -435,10 +533,11 @@ class RestateTestHarness:
                     disable_retries=config.disable_retries,
                     extra=config.server_env,
                 ),
-                version=config.restate_server_version,
+                version=version,
             )
             server.start(SERVER_START_TIMEOUT)
             stack.callback(server.stop, STOP_TIMEOUT)
+            _check_running_version(server, version)
             if config.stream_logs and server.log_path is not None:
                 self._follow(stack, server.log_path, "restate-server")
             # Stopped before the server (callbacks run last-in first-out).
@@ -513,7 +612,8 @@ def test_harness(
 ) -> RestateTestHarness:
     """A ``RestateTestHarness`` for ``app``, to start (or enter with ``with``) yourself.
 
-    The official SDK's older entry point; prefer ``create_test_harness``.
+    The official SDK's older entry point; prefer ``create_test_harness``. ``restate_image``
+    picks the restate-server release as in ``create_test_harness``.
     """
     return RestateTestHarness(
         app,
@@ -536,9 +636,9 @@ async def create_test_harness(
     restate_image: str = "docker.io/restatedev/restate:latest",
     always_replay: bool = False,
     disable_retries: bool = False,
-    journal_value_codec: None = None,
+    journal_value_codec: JournalValueCodec | None = None,
     *,
-    restate_server_version: str = RESTATE_SERVER_VERSION,
+    restate_server_version: str | None = None,
     server_env: Mapping[str, str] | None = None,
     service_env: Mapping[str, str] | None = None,
     enable_protocol_v7: bool = False,
@@ -551,13 +651,22 @@ async def create_test_harness(
     ``"module:attribute"`` string (served in a child process with ``service_env``).
     ``always_replay`` and ``disable_retries`` are described in the module docs;
     ``follow_logs`` copies the server's (and a child service's) log to stderr;
-    ``server_env`` adds ``RESTATE_...`` settings; ``restate_image`` is accepted for the
-    official signature and unused (no Docker here). Every step is bounded by a timeout, and
-    everything started is stopped on exit. Starting blocks the event loop for about a
-    second.
+    ``server_env`` adds ``RESTATE_...`` settings.
+
+    There is no Docker here: ``restate_image`` names the restate-server release to run from
+    npm. ``restatedev/restate:X.Y.Z`` (``docker.io/`` or ``ghcr.io/`` before it too) runs
+    release X.Y.Z; ``:latest`` runs the pinned default, 1.7.12 (``RESTATE_SERVER_VERSION``),
+    not Docker Hub's latest of the day. An image that names no release (a digest, a branch
+    tag, another image) raises ValueError before anything starts; ``restate_server_version=``
+    is the other way to name the release. ``RESTATE_SERVER_BIN`` (a binary of your own) wins
+    over both, with a warning when it runs another release.
+
+    ``journal_value_codec`` goes to the ingress client (``create_client``), to match a codec
+    configured on the endpoint under test.
+
+    Every step is bounded by a timeout, and everything started is stopped on exit. Starting
+    blocks the event loop for about a second.
     """
-    if journal_value_codec is not None:
-        raise NotImplementedError("journal value codecs are not supported by this framework")
     from framework.client import create_client
 
     harness = RestateTestHarness(
@@ -578,7 +687,11 @@ async def create_test_harness(
     harness.start()
     try:
         assert harness.server is not None
-        async with create_client(harness.server.ingress_url, timeout=client_timeout) as client:
+        async with create_client(
+            harness.server.ingress_url,
+            journal_value_codec=journal_value_codec,
+            timeout=client_timeout,
+        ) as client:
             yield harness.environment(client)
     finally:
         harness.stop()

@@ -8,15 +8,35 @@ tests/client_services.py: in this process for the app object, in a child process
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from framework import HttpError, create_test_harness, test_harness
-from framework._devserver import RestateServerError, live_processes, port_is_free
-from framework.testing import HarnessEnvironment
+from framework._devserver import (
+    RESTATE_SERVER_VERSION,
+    RestateServerError,
+    ensure_restate_server,
+    live_processes,
+    port_is_free,
+)
+from framework.harness import (
+    AsgiServer,
+    BindAddress,
+    RestateContainer,
+    TcpSocketBindAddress,
+    TestConfiguration,
+    create_app_server,
+    create_restate_container,
+    find_free_port,
+    run_in_background,
+)
+from framework.testing import HarnessEnvironment, server_version_for_image
 from tests import client_services as svc
 
 # The fixtures `restate_test_harness` and `restate_harness_session` come from the plugin,
@@ -153,3 +173,217 @@ def test_the_fixture_client_works_from_a_sync_test(
     # The fixture's client opens a connection per request, so any event loop can use it.
     assert asyncio.run(env.client.service_call(svc.greet, "One")) == "Hello, One!"
     assert asyncio.run(env.client.service_call(svc.greet, "Two")) == "Hello, Two!"
+
+
+# -- restate_image: which restate-server runs ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "version"),
+    [
+        ("restatedev/restate:1.6.2", "1.6.2"),
+        ("docker.io/restatedev/restate:1.7.12", "1.7.12"),
+        ("ghcr.io/restatedev/restate:1.5.0", "1.5.0"),
+        ("restatedev/restate:latest", RESTATE_SERVER_VERSION),
+        ("docker.io/restatedev/restate:latest", RESTATE_SERVER_VERSION),
+        ("restatedev/restate", RESTATE_SERVER_VERSION),
+    ],
+)
+def test_an_image_tag_names_the_release(image: str, version: str) -> None:
+    assert server_version_for_image(image) == version
+    assert TestConfiguration(restate_image=image).server_version() == version
+    assert RestateContainer(image, False, False).version == version
+
+
+@pytest.mark.parametrize(
+    ("image", "problem"),
+    [
+        ("restatedev/restate@sha256:" + "0" * 64, "pins an image digest"),
+        ("restatedev/restate:main", "not a release version"),
+        ("restatedev/restate:1.7", "not a release version"),
+        ("quay.io/someone/restate:1.7.12", "not a restatedev/restate image"),
+        ("my-registry:5000/restatedev/restate:1.7.12", "not a restatedev/restate image"),
+    ],
+)
+async def test_an_image_that_names_no_release_is_refused(image: str, problem: str) -> None:
+    before = _own_children()
+    with pytest.raises(ValueError, match=problem) as refused:
+        async with create_test_harness(svc.app, restate_image=image):
+            pass
+    message = str(refused.value)
+    assert repr(image) in message
+    assert "restatedev/restate:X.Y.Z" in message and "restate_server_version=" in message
+    with pytest.raises(ValueError, match=problem):
+        test_harness(svc.app, restate_image=image)
+    with pytest.raises(ValueError, match=problem), create_restate_container(image):
+        pass
+    assert _own_children() == before, "nothing may start for an image that is refused"
+
+
+def test_an_image_and_a_version_that_disagree_are_refused() -> None:
+    with pytest.raises(ValueError, match="pass only one of them"):
+        TestConfiguration(restate_image="restatedev/restate:1.6.2", restate_server_version="1.7.12")
+    # An explicit version says more than "latest".
+    config = TestConfiguration(
+        restate_image="restatedev/restate:latest", restate_server_version="1.6.2"
+    )
+    assert config.server_version() == "1.6.2"
+
+
+async def test_the_image_tag_is_the_release_that_runs() -> None:
+    image = f"docker.io/restatedev/restate:{RESTATE_SERVER_VERSION}"
+    async with create_test_harness(svc.app, restate_image=image) as env:
+        assert env.server is not None
+        assert env.server.version()["version"] == RESTATE_SERVER_VERSION
+        assert await env.client.service_call(svc.greet, "Img") == "Hello, Img!"
+
+
+async def test_restate_server_bin_running_another_release_is_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RESTATE_SERVER_BIN", str(ensure_restate_server(RESTATE_SERVER_VERSION)))
+    with pytest.warns(UserWarning, match=f"RESTATE_SERVER_BIN runs {RESTATE_SERVER_VERSION}"):
+        async with create_test_harness(svc.app, restate_image="restatedev/restate:1.6.2") as env:
+            assert await env.client.service_call(svc.greet, "Bin") == "Hello, Bin!"
+
+
+async def test_journal_value_codec_reaches_the_ingress_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import framework.client
+
+    real = framework.client.create_client
+    received: list[Any] = []
+
+    @contextlib.asynccontextmanager
+    async def recording(
+        ingress: str, headers: Any = None, journal_value_codec: Any = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        received.append(journal_value_codec)
+        async with real(ingress, headers, **kwargs) as client:
+            yield client
+
+    monkeypatch.setattr(framework.client, "create_client", recording)
+    codec = object()
+    async with create_test_harness(svc.app, journal_value_codec=codec) as env:
+        assert await env.client.service_call(svc.greet, "Codec") == "Hello, Codec!"
+    assert received == [codec]
+
+
+# -- framework.harness: the official restate.harness names ----------------------------------------
+
+OFFICIAL_HARNESS_PARAMETERS = {
+    "create_test_harness": [
+        "app",
+        "follow_logs",
+        "restate_image",
+        "always_replay",
+        "disable_retries",
+        "journal_value_codec",
+    ],
+    "test_harness": ["app", "follow_logs", "restate_image", "always_replay", "disable_retries"],
+    "RestateTestHarness": ["asgi_app", "config"],
+    "TestConfiguration": ["restate_image", "stream_logs", "always_replay", "disable_retries"],
+    "HarnessEnvironment": ["ingress_url", "admin_api_url", "client"],
+    "RestateContainer": ["image", "always_replay", "disable_retries"],
+    "create_restate_container": [
+        "restate_image",
+        "always_replay",
+        "disable_retries",
+        "stream_logs",
+    ],
+    "AsgiServer": ["asgi_app", "bind_address"],
+    "BindAddress": [],
+    "TcpSocketBindAddress": [],
+    "create_app_server": ["app"],
+    "find_free_port": [],
+    "run_in_background": ["coro"],
+    "create_client": ["ingress", "headers", "journal_value_codec"],
+}
+
+
+def test_the_official_harness_names_import() -> None:
+    import inspect
+
+    import framework.harness as harness
+
+    for name, parameters in OFFICIAL_HARNESS_PARAMETERS.items():
+        got = list(inspect.signature(getattr(harness, name)).parameters)
+        assert got[: len(parameters)] == parameters, (name, got)
+    assert harness.create_test_harness is create_test_harness
+    assert harness.TestConfiguration().restate_image == "restatedev/restate:latest"
+    for method in ("get_local_bind_address", "get_endpoint_connection_string", "cleanup"):
+        assert getattr(harness.BindAddress, method).__isabstractmethod__
+
+
+def test_the_official_building_blocks_without_docker() -> None:
+    """The official harness's pieces as a ported test uses them: a "container", an app server,
+    registration through the admin client, a call through the ingress client."""
+    with (
+        create_restate_container(f"restatedev/restate:{RESTATE_SERVER_VERSION}") as restate,
+        create_app_server(svc.app) as deployment,
+    ):
+        assert restate.server is not None
+        assert restate.get_exposed_port(8080) == restate.server.ingress_port
+        assert restate.ingress_url() == (
+            f"http://{restate.get_container_host_ip()}:{restate.get_exposed_port(8080)}"
+        )
+        assert restate.admin_url().endswith(f":{restate.get_exposed_port(9070)}")
+        with restate.get_admin_client() as admin:
+            registered = admin.post("/deployments", json={"uri": deployment}, timeout=30)
+            assert registered.is_success, registered.text
+        with restate.get_ingress_client() as ingress:
+            answer = ingress.post("/ClientGreeter/greet", json="Port", timeout=30)
+            assert answer.json() == "Hello, Port!"
+        server = restate.server
+    assert server.pid is None and restate.server is None
+    port = int(deployment.rsplit(":", 1)[1])
+    assert port_is_free(port), "the app server still listens"
+
+
+def test_a_container_takes_server_settings_and_asgi_server_binds_where_told() -> None:
+    restate = RestateContainer(
+        "restatedev/restate:latest", always_replay=True, disable_retries=True
+    )
+    with restate.with_env("RESTATE_DEFAULT_NUM_PARTITIONS", "2"):
+        assert restate.server is not None and restate.server.pid is not None
+        # What the server process was started with (Linux).
+        environ = Path(f"/proc/{restate.server.pid}/environ").read_bytes().split(b"\0")
+        assert b"RESTATE_DEFAULT_NUM_PARTITIONS=2" in environ
+        assert b"RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT=0s" in environ
+        assert b"RESTATE_DEFAULT_RETRY_POLICY__MAX_ATTEMPTS=1" in environ
+    with pytest.raises(ValueError, match="'host:port'"):
+
+        class Unix(BindAddress):
+            def get_local_bind_address(self) -> str:
+                return "unix:/tmp/app.sock"
+
+            def get_endpoint_connection_string(self) -> str:
+                return "http://localhost"
+
+            def cleanup(self) -> None:
+                pass
+
+        AsgiServer(svc.app, Unix())
+    bind = TcpSocketBindAddress()
+    server = AsgiServer(svc.app, bind).start()
+    try:
+        assert server.thread is not None and server.thread.is_alive()
+        assert not port_is_free(bind.port)
+    finally:
+        server.stop()
+    assert server.thread is None
+
+
+def test_run_in_background_runs_a_coroutine_on_its_own_loop() -> None:
+    done = threading.Event()
+
+    async def work() -> None:
+        await asyncio.sleep(0.01)
+        done.set()
+
+    thread = run_in_background(work())
+    assert done.wait(5.0)
+    thread.join(5.0)
+    assert not thread.is_alive()
+    assert find_free_port() > 0

@@ -14,6 +14,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, Router
 
+from framework._codec import CodecSource, JournalValueCodec, JournalValueCodecProvider
 from framework._endpoint.discovery import (
     MANIFEST_CONTENT_TYPES,
     ManifestError,
@@ -61,6 +62,7 @@ class RestateApp:
         max_protocol_version: int = MAX_PROTOCOL_VERSION,
         max_message_size: int = 32 * 1024 * 1024,
         lifespan: Lifespan | None = None,
+        journal_value_codec: JournalValueCodec | JournalValueCodecProvider | None = None,
     ) -> None:
         self.identity: IdentityVerifier | None = None
         if identity_keys is not None and (isinstance(identity_keys, str) or identity_keys):
@@ -88,7 +90,8 @@ class RestateApp:
             )
         self.protocol = protocol
         self.max_protocol_version = ProtocolVersion(max_protocol_version)
-        invoke = InvokeEndpoint(handlers, self.max_protocol_version, max_message_size)
+        codec = CodecSource(journal_value_codec) if journal_value_codec is not None else None
+        invoke = InvokeEndpoint(handlers, self.max_protocol_version, max_message_size, codec)
         self._router = Router(
             routes=[
                 Route("/discover", self._discover, methods=["GET"]),
@@ -213,6 +216,7 @@ def app(
     services: Iterable[AnyService],
     protocol: Literal["bidi", "request_response"] | None = None,
     identity_keys: Sequence[str] | None = None,
+    journal_value_codec: JournalValueCodec | JournalValueCodecProvider | None = None,
     *,
     max_protocol_version: int = MAX_PROTOCOL_VERSION,
     max_message_size: int = 32 * 1024 * 1024,
@@ -226,6 +230,9 @@ def app(
     given, every request but ``/health`` must carry a JWT signed by one of them (else 401).
     ``lifespan``: an async context manager factory, called with the app; entered when the
     ASGI server starts, exited when it stops (Starlette's ``lifespan=``).
+    ``journal_value_codec``: a ``JournalValueCodec`` (or an async function returning one,
+    awaited once at the first invocation) through which every journaled value passes, e.g.
+    to encrypt it (see ``framework.entry_codec``).
 
     On AWS Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) it returns the Lambda handler instead
     (see ``framework.aws_lambda``).
@@ -237,8 +244,58 @@ def app(
         max_protocol_version=max_protocol_version,
         max_message_size=max_message_size,
         lifespan=lifespan,
+        journal_value_codec=journal_value_codec,
     )
     if is_running_on_lambda():
         # As the official SDK does: on Lambda, the app *is* the function's handler.
         return cast(RestateApp, wrap_asgi_as_lambda_handler(application))
     return application
+
+
+class Endpoint:
+    """The official SDK's builder for an app: ``Endpoint().bind(svc, obj).app()``."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, AnyService] = {}
+        self.protocol: Literal["bidi", "request_response"] | None = None
+        self.identity_keys: list[str] = []
+        self.journal_value_codec: JournalValueCodec | JournalValueCodecProvider | None = None
+
+    def bind(self, *services: AnyService) -> Endpoint:
+        """Serve these services too (their names must be unique)."""
+        for service in services:
+            if service.name in self.services:
+                raise ValueError(f"a service named {service.name!r} is bound already")
+            self.services[service.name] = service
+        return self
+
+    def streaming_protocol(self) -> Endpoint:
+        """Declare bidirectional streaming (HTTP/2) in the manifest."""
+        self.protocol = "bidi"
+        return self
+
+    def request_response_protocol(self) -> Endpoint:
+        """Declare request/response mode in the manifest (HTTP/1.1, Lambda)."""
+        self.protocol = "request_response"
+        return self
+
+    def identity_key(self, identity_key: str) -> Endpoint:
+        """Accept requests signed by the Restate server with this ``publickeyv1_...`` key."""
+        self.identity_keys.append(identity_key)
+        return self
+
+    def set_journal_value_codec(
+        self, codec_or_provider: JournalValueCodec | JournalValueCodecProvider
+    ) -> Endpoint:
+        """Pass every journaled value through this codec (see ``framework.entry_codec``)."""
+        self.journal_value_codec = codec_or_provider
+        return self
+
+    def app(self) -> RestateApp:
+        """The ASGI app (on AWS Lambda, the function's handler)."""
+        return app(
+            list(self.services.values()),
+            self.protocol,
+            self.identity_keys or None,
+            self.journal_value_codec,
+        )

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, cast
 
+from framework._codec import CodecSource, JournalValueCodec
 from framework._context import (
+    AttemptFinishedEvent,
     Context,
     ObjectContext,
     ObjectSharedContext,
@@ -90,10 +92,12 @@ class InvokeEndpoint:
         handlers: dict[tuple[str, str], Handler],
         max_protocol_version: ProtocolVersion,
         max_message_size: int,
+        codec: CodecSource | None = None,
     ) -> None:
         self.handlers = handlers
         self.max_protocol_version = max_protocol_version
         self.max_message_size = max_message_size
+        self.codec = codec
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -122,11 +126,20 @@ class InvokeEndpoint:
                             f"(it speaks up to v{int(self.max_protocol_version)})"
                         ),
                     )
+        codec: JournalValueCodec | None = None
+        if not status and self.codec is not None:
+            try:
+                codec = await self.codec.get()
+            except Exception as error:
+                logger.exception("the journal_value_codec provider failed")
+                status, problem = 500, f"the journal value codec is not available: {error!r}"
         if status or handler is None or version is None:
             await drain_body(receive)
             await _plain_response(send, status, problem)
             return
-        await _Pump(handler, version, headers, scope, receive, send, self.max_message_size).run()
+        await _Pump(
+            handler, version, headers, scope, receive, send, self.max_message_size, codec
+        ).run()
 
 
 class _Pump:
@@ -141,8 +154,10 @@ class _Pump:
         receive: Receive,
         send: Send,
         max_message_size: int,
+        codec: JournalValueCodec | None = None,
     ) -> None:
         self.handler = handler
+        self.codec = codec
         self.version = version
         self.headers = headers
         self.receive = receive
@@ -195,7 +210,10 @@ class _Pump:
             return
         await self._start_response()
         invocation = Invocation(
-            machine, self._send_body, f"{self.handler.service_name}/{self.handler.name}"
+            machine,
+            self._send_body,
+            f"{self.handler.service_name}/{self.handler.name}",
+            self.codec,
         )
         if self.body_done:
             invocation.on_input()
@@ -277,11 +295,14 @@ class _Pump:
             headers={h.key: h.value for h in command.headers} if command is not None else {},
             attempt_headers=self.headers,  # the pump never changes them: no copy
             body=raw_input,
+            # Registered as an AttemptFinishedEvent (the runtime cannot import the API layer).
+            attempt_finished_event=cast(AttemptFinishedEvent, invocation.attempt_finished),
             scope=start.scope,
             limit_key=start.limit_key,
             idempotency_key=start.idempotency_key,
         )
         ctx = _context_class(handler)(invocation, request)
+        invocation.context = ctx
         trace_context = incoming_trace_context(request.attempt_headers, request.headers)
         with handler_span(
             invocation.target,
@@ -290,6 +311,15 @@ class _Pump:
             trace_context,
         ):
             if handler.takes_input:
+                if self.codec is not None:
+                    try:
+                        raw_input = await self.codec.decode(raw_input)
+                    except Exception as error:
+                        raise TerminalError(
+                            f"the journal value codec could not decode the input of "
+                            f"{handler.service_name}/{handler.name}: {error!r}",
+                            status_code=400,
+                        ) from error
                 try:
                     argument = handler.input_serde.deserialize(raw_input)
                 except Exception as error:
@@ -304,4 +334,4 @@ class _Pump:
                 result = await (
                     handler.fn(ctx, argument) if handler.takes_input else handler.fn(ctx)
                 )
-        return handler.output_serde.serialize(result)
+        return invocation.encode(handler.output_serde.serialize(result))

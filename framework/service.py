@@ -1,0 +1,19 @@
+"""The official SDK's ``restate.service``: the ``Service`` decorator and what it builds."""
+
+from typing import TypeVar
+
+from framework._services import Handler, InvocationRetryPolicy, Service, ServiceTag
+from framework.serde import DefaultSerde, Serde
+
+T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - the official SDK's name
+O = TypeVar("O")  # noqa: E741 - the official SDK's name
+
+__all__ = [
+    "DefaultSerde",
+    "Handler",
+    "InvocationRetryPolicy",
+    "Serde",
+    "Service",
+    "ServiceTag",
+]
