@@ -1,0 +1,1 @@
+"""The services of Restate's SDK conformance contracts, written with framework."""
