@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import framework
 from framework import Context, ObjectContext, WorkflowContext, WorkflowSharedContext
+from framework._preview import explicit_recovery
 from framework.context_managers import contextvar
 from framework.entry_codec import JournalValueCodec
 from framework.exceptions import is_internal_exception
@@ -186,3 +187,43 @@ async def attempt(ctx: Context) -> str:
 
 
 probes_app = framework.app([probes])
+
+
+# -- explicit recovery ------------------------------------------------------------------------
+
+ledger = framework.VirtualObject("RecoveringLedger")
+
+
+@explicit_recovery
+@ledger.handler()
+async def post(ctx: ObjectContext, amount: int) -> dict[str, Any]:
+    key = ctx.key()
+    attempt = ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1
+    before = await ctx.get("balance", type_hint=int) or 0
+    stamp = await ctx.run_typed("stamp", lambda: f"attempt {attempt}")
+    ctx.set("balance", before + amount)
+    await ctx.sleep(timedelta(milliseconds=10))
+    if attempt == 1:
+        raise RuntimeError("crash after the state was written")
+    return {"before": before, "stamp": stamp, "attempt": attempt}
+
+
+ATTEMPTS: dict[str, int] = {}
+
+replaying_ledger = framework.VirtualObject("ReplayingLedger")
+
+
+@replaying_ledger.handler()
+async def post_replayed(ctx: ObjectContext, amount: int) -> dict[str, Any]:
+    key = f"replayed:{ctx.key()}"
+    attempt = ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1
+    before = await ctx.get("balance", type_hint=int) or 0
+    stamp = await ctx.run_typed("stamp", lambda: f"attempt {attempt}")
+    ctx.set("balance", before + amount)
+    await ctx.sleep(timedelta(milliseconds=10))
+    if attempt == 1:
+        raise RuntimeError("crash after the state was written")
+    return {"before": before, "stamp": stamp, "attempt": attempt}
+
+
+recovery_app = framework.app([ledger, replaying_ledger])

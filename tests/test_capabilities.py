@@ -165,3 +165,39 @@ async def test_attempt_event_replay_flag_contextvar_and_current_context(
     assert starts == [False] + [True] * (len(starts) - 1)
     after_step = _events("replaying after step", invocation_id)
     assert after_step[-1] is replaying
+
+
+# -- explicit recovery ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["v6", "v7"])
+async def recovery_env(request: pytest.FixtureRequest) -> AsyncIterator[HarnessEnvironment]:
+    async with create_test_harness(
+        svc.recovery_app, enable_protocol_v7=request.param == "v7"
+    ) as env:
+        yield env
+
+
+async def test_explicit_recovery_runs_the_handler_anew(recovery_env: HarnessEnvironment) -> None:
+    key = f"acct-{time.time_ns()}"
+    # The retry saw the state the crashed attempt wrote and ran its step again...
+    assert await recovery_env.client.object_call(svc.post, key, 5) == {
+        "before": 5,
+        "stamp": "attempt 2",
+        "attempt": 2,
+    }
+    # ...while a handler without explicit recovery replays: the old step result, the old
+    # state read.
+    assert await recovery_env.client.object_call(svc.post_replayed, key, 5) == {
+        "before": 0,
+        "stamp": "attempt 1",
+        "attempt": 2,
+    }
+    rows = await recovery_env.query(
+        "SELECT index, entry_type, name FROM sys_journal WHERE id = (SELECT id FROM "
+        f"sys_invocation WHERE target = 'RecoveringLedger/{key}/post') ORDER BY index"
+    )
+    runs = [row for row in rows if row.get("entry_type") == "Command: Run"]
+    # The server kept the first attempt's entries and appended the second attempt's anew.
+    assert [row.get("name") for row in runs] == ["stamp", "stamp"], rows
+    assert sum(row.get("entry_type") == "Command: Input" for row in rows) == 1

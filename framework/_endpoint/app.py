@@ -91,7 +91,9 @@ class RestateApp:
         self.protocol = protocol
         self.max_protocol_version = ProtocolVersion(max_protocol_version)
         codec = CodecSource(journal_value_codec) if journal_value_codec is not None else None
-        invoke = InvokeEndpoint(handlers, self.max_protocol_version, max_message_size, codec)
+        invoke = InvokeEndpoint(
+            handlers, self.max_protocol_version, max_message_size, codec, self.services
+        )
         self._router = Router(
             routes=[
                 Route("/discover", self._discover, methods=["GET"]),

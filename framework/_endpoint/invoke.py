@@ -32,7 +32,7 @@ from framework._protocol import (
     content_type,
     parse_content_type,
 )
-from framework._services import Handler
+from framework._services import AnyService, Handler
 from framework._tracing import handler_span, incoming_trace_context
 from framework.exceptions import TerminalError
 from framework.serde import describe_decode_error
@@ -93,8 +93,10 @@ class InvokeEndpoint:
         max_protocol_version: ProtocolVersion,
         max_message_size: int,
         codec: CodecSource | None = None,
+        services: dict[str, AnyService] | None = None,
     ) -> None:
         self.handlers = handlers
+        self.services = services or {}
         self.max_protocol_version = max_protocol_version
         self.max_message_size = max_message_size
         self.codec = codec
@@ -137,8 +139,20 @@ class InvokeEndpoint:
             await drain_body(receive)
             await _plain_response(send, status, problem)
             return
+        service = self.services.get(handler.service_name)
+        explicit_recovery = handler.explicit_recovery or bool(
+            service is not None and service.explicit_recovery
+        )
         await _Pump(
-            handler, version, headers, scope, receive, send, self.max_message_size, codec
+            handler,
+            version,
+            headers,
+            scope,
+            receive,
+            send,
+            self.max_message_size,
+            codec,
+            explicit_recovery,
         ).run()
 
 
@@ -155,6 +169,7 @@ class _Pump:
         send: Send,
         max_message_size: int,
         codec: JournalValueCodec | None = None,
+        explicit_recovery: bool = False,
     ) -> None:
         self.handler = handler
         self.codec = codec
@@ -162,7 +177,9 @@ class _Pump:
         self.headers = headers
         self.receive = receive
         self.send = send
-        self.machine = StateMachine(version, max_message_size)
+        self.machine = StateMachine(
+            version, max_message_size, explicit_recovery=explicit_recovery
+        )
         # HTTP/1.1 can only do request/response: the whole journal first, then our answer.
         self.bidirectional = scope.get("http_version") == "2"
         self.body_done = False

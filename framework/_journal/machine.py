@@ -198,6 +198,7 @@ class StateMachine:
         "_arrived",
         "_cancel_taken",
         "_decoder",
+        "_explicit_recovery",
         "_next_completion_id",
         "_next_signal_id",
         "_outbox",
@@ -218,8 +219,19 @@ class StateMachine:
         "version",
     )
 
-    def __init__(self, version: ProtocolVersion, max_message_size: int = 32 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        version: ProtocolVersion,
+        max_message_size: int = 32 * 1024 * 1024,
+        *,
+        explicit_recovery: bool = False,
+    ) -> None:
         self.version = version
+        # Explicit recovery (_preview.explicit_recovery): a retried or resumed attempt does not
+        # replay the journal. It keeps the input, reads the current state, and journals every
+        # command anew after the old entries, with ids above all of theirs (the server takes
+        # them as new commands).
+        self._explicit_recovery = explicit_recovery
         self._decoder = FrameDecoder(max_message_size)
         self.start: StartMessage | None = None
         self.input: InputCommandMessage | None = None
@@ -284,6 +296,8 @@ class StateMachine:
         if is_notification(type_id):
             if replaying:
                 self.received_entries += 1
+                if self._explicit_recovery:
+                    self._reserve_ids_of(message)
             self._record_notification(message)
         elif is_command(type_id):
             if not replaying:
@@ -306,6 +320,9 @@ class StateMachine:
                 raise ProtocolError("the journal holds a second InputCommandMessage")
             if kind is GetEagerStateKeysCommandMessage:
                 _check_state_keys(message.value)
+            if self._explicit_recovery:
+                self._reserve_ids_of(message)  # kept in the journal, never matched again
+                return
             self._replayed.append(message)
         elif isinstance(message, ProposeRunCompletionAckMessage):
             proposed = self._proposed_runs.pop(message.completion_id, None)
@@ -329,6 +346,17 @@ class StateMachine:
             bytes(e.key).decode("utf-8", "replace"): bytes(e.value) for e in start.state_map
         }
         self._partial_state = start.partial_state
+
+    def _reserve_ids_of(self, entry: Any) -> None:
+        """Keep new completion and signal ids above those an old entry uses, so a new
+        command never waits on an earlier attempt's notification."""
+        for field in ("result_completion_id", "invocation_id_notification_idx", "completion_id"):
+            value = getattr(entry, field, None)
+            if isinstance(value, int) and value >= self._next_completion_id:
+                self._next_completion_id = value + 1
+        signal = getattr(entry, "idx", None)
+        if isinstance(signal, int) and signal >= self._next_signal_id:
+            self._next_signal_id = signal + 1
 
     def _record_notification(self, message: Any) -> None:
         if isinstance(message, GetLazyStateKeysCompletionNotificationMessage):
