@@ -89,6 +89,8 @@ from framework._protocol import (
     write_varint,
 )
 
+pytestmark = pytest.mark.fast  # no server: the fast lane (pytest -m fast)
+
 # --- Sample values: every field of every message set to something non-default ---
 
 FAILURE = Failure(

@@ -22,6 +22,8 @@ from framework import (
     app,
 )
 
+pytestmark = pytest.mark.fast  # no server: the fast lane (pytest -m fast)
+
 
 def _accept(version: int) -> dict[str, str]:
     return {"accept": f"application/vnd.restate.endpointmanifest.v{version}+json"}
