@@ -210,7 +210,7 @@ _CONTAINERS = (list, dict, typing.Union, types.UnionType)
 def _shape(hint: Any) -> _Shape:
     """How a hint decodes: validated as JSON builtins, by msgspec as a Struct, as a
     dataclass, or loosely as plain JSON (see the module docstring)."""
-    if hint in _BUILTINS:
+    if hint in _BUILTINS or hint is Any:  # (a bare Any never gets here: plain JSON)
         return "builtin"
     if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
         return "struct"

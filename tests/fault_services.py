@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from framework import Context, InvocationRetryPolicy, Service, app
+from framework.exceptions import SdkInternalBaseException
 
 # Retry fast while a process is down (the server's own policy backs off to many seconds).
 FAST_RETRIES = InvocationRetryPolicy(
@@ -124,7 +125,9 @@ async def hold(ctx: Context, key: str) -> str:
     try:
         await ctx.sleep(timedelta(hours=1))
         return "woke"
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, SdkInternalBaseException):
+        # The attempt ended under the handler: the durable await it was in raises the SDK's
+        # internal signal (a handler elsewhere, in a plain asyncio await, is cancelled).
         record(key, "cancelled")
         raise
     finally:
