@@ -44,16 +44,18 @@ async def test_portable_services(env: HarnessEnvironment) -> None:
     assert bad.value.status_code == 400 and "name" in bad.value.message
 
     # A saga: compensations run in reverse order, then the failure reaches the caller.
-    ok = {"user": "bo", "services": ["news", "music"], "card": "4242424242424242"}
+    ok = svc.Subscription(user="bo", services=["news", "music"], card="4242424242424242")
     assert await client.service_call(svc.subscribe, ok) == ["bo@news", "bo@music"]
     with pytest.raises(HttpError) as declined:
-        await client.service_call(svc.subscribe, {**ok, "card": "0000111122223333"})
+        await client.service_call(svc.subscribe, ok.model_copy(update={"card": "0000111122223333"}))
     assert declined.value.status_code == 402
     assert declined.value.message == (
         "card declined; undone: refund 0000111122223333, cancel music, cancel news"
     )
     with pytest.raises(HttpError) as closed:
-        await client.service_call(svc.subscribe, {**ok, "services": ["news", "closed", "tv"]})
+        await client.service_call(
+            svc.subscribe, ok.model_copy(update={"services": ["news", "closed", "tv"]})
+        )
     assert closed.value.message.endswith("undone: cancel closed, cancel news")
 
     # Concurrent steps, gathered.
