@@ -194,11 +194,10 @@ probes_app = framework.app([probes])
 ledger = framework.VirtualObject("RecoveringLedger")
 
 
-@explicit_recovery
-@ledger.handler()
-async def post(ctx: ObjectContext, amount: int) -> dict[str, Any]:
-    key = ctx.key()
-    attempt = ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1
+async def _post_once(ctx: ObjectContext, amount: int, counter: str) -> dict[str, Any]:
+    """Read the balance, stamp a step with the attempt number, write the new balance, and
+    crash on the first attempt after the write is journaled."""
+    attempt = ATTEMPTS[counter] = ATTEMPTS.get(counter, 0) + 1
     before = await ctx.get("balance", type_hint=int) or 0
     stamp = await ctx.run_typed("stamp", lambda: f"attempt {attempt}")
     ctx.set("balance", before + amount)
@@ -210,20 +209,19 @@ async def post(ctx: ObjectContext, amount: int) -> dict[str, Any]:
 
 ATTEMPTS: dict[str, int] = {}
 
+
+@explicit_recovery
+@ledger.handler()
+async def post(ctx: ObjectContext, amount: int) -> dict[str, Any]:
+    return await _post_once(ctx, amount, ctx.key())
+
+
 replaying_ledger = framework.VirtualObject("ReplayingLedger")
 
 
 @replaying_ledger.handler()
 async def post_replayed(ctx: ObjectContext, amount: int) -> dict[str, Any]:
-    key = f"replayed:{ctx.key()}"
-    attempt = ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1
-    before = await ctx.get("balance", type_hint=int) or 0
-    stamp = await ctx.run_typed("stamp", lambda: f"attempt {attempt}")
-    ctx.set("balance", before + amount)
-    await ctx.sleep(timedelta(milliseconds=10))
-    if attempt == 1:
-        raise RuntimeError("crash after the state was written")
-    return {"before": before, "stamp": stamp, "attempt": attempt}
+    return await _post_once(ctx, amount, f"replayed:{ctx.key()}")
 
 
 recovery_app = framework.app([ledger, replaying_ledger])
