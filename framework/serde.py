@@ -245,10 +245,8 @@ class _LooseJsonSerde(JsonSerde[I]):
         self.type_hint = type_hint
 
     def json_schema(self) -> dict[str, Any] | None:
-        try:
-            return msgspec.json.schema(self.type_hint)
-        except Exception:  # a hint msgspec cannot describe: no schema
-            return None
+        # Nothing is enforced, so no key is required (clients leave Optional ones out).
+        return _relaxed_schema(self.type_hint, drop_all=True)
 
 
 class DataclassJsonSerde(Serde[I]):
@@ -287,10 +285,42 @@ class DataclassJsonSerde(Serde[I]):
         return b"" if obj is None else _json_encoder.encode(obj)
 
     def json_schema(self) -> dict[str, Any] | None:
-        try:
-            return msgspec.json.schema(self.type_hint)
-        except Exception:
-            return None
+        # An absent field that may be null becomes None: it is not required.
+        return _relaxed_schema(self.type_hint, drop_all=False)
+
+
+def _relaxed_schema(type_hint: Any, *, drop_all: bool) -> dict[str, Any] | None:
+    """msgspec's schema of ``type_hint``, its ``required`` lists cut down to what the loose
+    decoders really need: nothing (``drop_all``), or the properties that cannot be null."""
+    try:
+        schema = msgspec.json.schema(type_hint)
+    except Exception:  # a hint msgspec cannot describe: no schema
+        return None
+    pending: list[Any] = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        required = node.get("required")
+        if isinstance(required, list):
+            properties = node.get("properties", {})
+            kept = [] if drop_all else [k for k in required if not _nullable(properties.get(k))]
+            if kept:
+                node["required"] = kept
+            else:
+                del node["required"]
+        pending.extend(node.values())
+    return schema
+
+
+def _nullable(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    options = schema.get("anyOf") or schema.get("oneOf") or [schema]
+    return any(isinstance(o, dict) and o.get("type") == "null" for o in options)
 
 
 @functools.lru_cache(maxsize=256)

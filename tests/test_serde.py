@@ -63,6 +63,16 @@ def test_schemas_describe_the_types() -> None:
     assert DefaultSerde().json_schema() is None
 
 
+def test_schemas_require_only_what_decoding_requires() -> None:
+    # A TypedDict is not validated: its schema requires no key. A dataclass needs the
+    # fields that have no default and cannot be null (an absent Optional one becomes None).
+    movie = DefaultSerde(Movie).json_schema()
+    assert movie is not None and "required" not in movie["$defs"]["Movie"]
+    assert set(movie["$defs"]["Movie"]["properties"]) == {"title", "year"}
+    order = DefaultSerde(list[Order]).json_schema()
+    assert order is not None and order["$defs"]["Order"]["required"] == ["item", "quantity"]
+
+
 def test_decode_errors_name_the_field() -> None:
     with pytest.raises(pydantic.ValidationError) as pydantic_error:
         DefaultSerde(Person).deserialize(b'{"name": "Ann", "age": -1}')
