@@ -1,10 +1,10 @@
 """The command line: ``python -m framework serve|dev|run|register ...``.
 
-``serve`` serves an app with hypercorn (HTTP/2 cleartext, limits raised for Restate, graceful
-shutdown, optional worker processes); ``dev`` is the development loop: a local restate-server
-plus the app, registered, restarted and re-registered when its source files change, until
-Ctrl-C; ``run`` is ``dev`` without the reloading; ``register`` registers a deployment with a
-Restate server (e.g. from a one-shot container).
+``serve`` serves an app on granian (HTTP/2 cleartext and HTTP/1.1, limits raised for
+Restate, graceful shutdown, optional worker processes); ``dev`` is the development loop: a
+local restate-server plus the app, registered, restarted and re-registered when its source
+files change, until Ctrl-C; ``run`` is ``dev`` without the reloading; ``register``
+registers a deployment with a Restate server (e.g. from a one-shot container).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser(
         "serve",
         help="serve an app over HTTP/2 (h2c) for a Restate server to call",
-        description="Serve an app with hypercorn over HTTP/2 cleartext (and HTTP/1.1), with "
+        description="Serve an app on granian over HTTP/2 cleartext (and HTTP/1.1), with "
         "the connection limits a Restate server needs raised. SIGTERM or Ctrl-C stops it "
         "gracefully: no new requests, open invocations get the grace period to finish.",
     )

@@ -1,15 +1,17 @@
-"""Serve an ASGI app with hypercorn, configured for the Restate server's HTTP/2 connections.
+"""Serve an ASGI app for the Restate server's HTTP/2 connections: on granian by default,
+on hypercorn with ``FRAMEWORK_SERVER=hypercorn``.
 
-The server keeps a few long-lived HTTP/2 (h2c) connections open and multiplexes every
-invocation over them, so hypercorn's defaults (100 streams per connection, a 5 s keep-alive,
-1000 requests per connection) are raised here.
+Granian (Rust, hyper) serves h2c with prior knowledge and HTTP/1.1 on one port and holds
+against hostile HTTP/2 peers (bounded streams, reset and control-frame budgets, bounded
+header blocks, backpressure): measured in ``tests/test_abuse.py``. The Restate server keeps a
+few long-lived connections open and multiplexes every invocation over them, so the stream
+limit per connection is raised to ``H2_MAX_CONCURRENT_STREAMS``.
 
-Shutdown is graceful: on SIGTERM or SIGINT the listening sockets close, idle connections
-close, new requests on open connections are refused, and requests in flight (invocations)
-get up to ``graceful_timeout`` seconds to finish before they are cut off (the Restate server
-then retries those invocations from their journal). With ``workers > 1`` a supervisor process
-holds the listening socket and starts that many worker processes (``spawn``), each importing
-the app by its reference; a signal to the supervisor stops them all gracefully.
+Shutdown is graceful: on SIGTERM or SIGINT the server stops accepting, requests in flight
+(invocations) get up to ``graceful_timeout`` seconds to finish, and whatever still runs then
+is cut off (the Restate server retries those invocations from their journal). An app given
+as ``"module:attribute"`` is served from ``workers`` processes that granian supervises; an app
+object is served in this process (granian's embedded server).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import importlib
 import json
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -29,15 +32,12 @@ from multiprocessing.connection import wait as wait_for_processes
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from hypercorn.asyncio.run import worker_serve
-from hypercorn.config import Config, Sockets
-from hypercorn.typing import Framework
-from hypercorn.utils import wrap_app
-
-from framework import _h2server as h2server
 from framework._logging import configure_default_logging
+
+if TYPE_CHECKING:  # hypercorn is optional: pip install 'framework[hypercorn]'
+    from hypercorn.config import Config, Sockets
 
 __all__ = [
     "GRACEFUL_TIMEOUT",
@@ -60,8 +60,11 @@ ASGIApp = Callable[
 H2_MAX_CONCURRENT_STREAMS = 10_000
 KEEP_ALIVE_TIMEOUT = 3600.0  # seconds; the server closes idle connections itself (5 min)
 GRACEFUL_TIMEOUT = 3.0  # seconds given to open requests on shutdown
-# Which HTTP server runs the app: our lean one (framework._h2server), or hypercorn.
-SERVER = os.environ.get("FRAMEWORK_SERVER", "framework").lower()
+# Which HTTP server runs the app: granian (the default), or hypercorn (as the official SDK's
+# users serve it; the benchmarks compare both on it).
+SERVER = os.environ.get("FRAMEWORK_SERVER", "granian").lower()
+# Set for granian's worker processes: the log level ``serve`` was given.
+_LOG_LEVEL_ENV = "FRAMEWORK_SERVE_LOG_LEVEL"
 # Request-body chunks hypercorn may queue per stream before it stops reading the connection;
 # a stream whose handler is slow to read must not stall the others sharing the connection.
 MAX_APP_QUEUE_SIZE = 256
@@ -90,6 +93,12 @@ def hypercorn_config(
     graceful_timeout: float = GRACEFUL_TIMEOUT,
 ) -> Config:
     """A hypercorn ``Config`` bound to ``bind`` ("HOST:PORT", or several) with the limits raised."""
+    try:
+        from hypercorn.config import Config
+    except ImportError:
+        raise ServeError(
+            "FRAMEWORK_SERVER=hypercorn needs hypercorn: pip install 'framework[hypercorn]'"
+        ) from None
     config = Config()
     config.bind = [bind] if isinstance(bind, str) else list(bind)
     config.workers = workers
@@ -221,20 +230,16 @@ async def _serve_sockets(
         loop.add_signal_handler(sig, begin_shutdown)
     poller = loop.create_task(poll()) if also_stop_when is not None else None
     try:
-        if SERVER == "hypercorn":
-            await worker_serve(
-                wrap_app(cast(Framework, app), config.wsgi_max_body_size, "asgi"),
-                config,
-                sockets=sockets,
-                shutdown_trigger=stop.wait,
-            )
-        else:
-            await h2server.serve(
-                app,
-                sockets.insecure_sockets,
-                stop.wait,
-                graceful_timeout=config.graceful_timeout,
-            )
+        from hypercorn.asyncio.run import worker_serve
+        from hypercorn.typing import Framework
+        from hypercorn.utils import wrap_app
+
+        await worker_serve(
+            wrap_app(cast(Framework, app), config.wsgi_max_body_size, "asgi"),
+            config,
+            sockets=sockets,
+            shutdown_trigger=stop.wait,
+        )
     finally:
         if poller is not None:
             poller.cancel()
@@ -271,6 +276,9 @@ def serve(
         raise ValueError("workers > 1 needs the app as a 'module:attribute' reference")
     else:
         app = app_ref_or_app
+    if SERVER != "hypercorn":
+        _serve_on_granian(app_ref_or_app, bind, workers, graceful_timeout, log_level)
+        return
     config = hypercorn_config(bind, workers=workers, graceful_timeout=graceful_timeout)
     _setup_logging(config, log_level)
     sockets = _listen(config)
@@ -284,16 +292,202 @@ def serve(
         _close(sockets)
 
 
-# -- several worker processes ---------------------------------------------------------------
+# -- granian ----------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """On Linux, get SIGTERM (a graceful stop) when the supervisor dies, even by SIGKILL."""
+def granian_options(host: str, port: int, log_level: str | None = None) -> dict[str, Any]:
+    """What granian is given, served by processes (``MPServer``) or in-process (embedded)."""
+    from granian.constants import HTTPModes, Interfaces
+
+    return {
+        "address": host,
+        "port": port,
+        "interface": Interfaces.ASGI,
+        "http": HTTPModes.auto,  # h2c with prior knowledge and HTTP/1.1 on one port
+        "http2_settings": granian_http2_settings(),
+        "websockets": False,
+        "log_dictconfig": granian_log_config(log_level),
+        "log_level": (log_level or "info").lower(),
+    }
+
+
+def granian_http2_settings() -> Any:
+    """HTTP/2 limits for the Restate server's long-lived, many-stream connections."""
+    from granian.http import HTTP2Settings
+
+    return HTTP2Settings(
+        max_concurrent_streams=H2_MAX_CONCURRENT_STREAMS,
+        initial_connection_window_size=H2_WINDOW,
+        initial_stream_window_size=H2_WINDOW,
+        keep_alive_timeout=int(KEEP_ALIVE_TIMEOUT),
+    )
+
+
+# Big windows: a journal replay is one large upload; 16 MiB per connection, 1 MiB a stream.
+H2_WINDOW = 1 << 20
+
+
+def granian_log_config(log_level: str | None) -> dict[str, Any]:
+    """Granian's records (listening, workers started and stopped, shutting down) through
+    the root logger's handlers, ours or the app's, at the level ``serve`` was given."""
+    granian_level = (log_level or "info").upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {},
+        "handlers": {},
+        "loggers": {
+            "_granian": {"level": granian_level, "propagate": True, "handlers": []},
+            "granian.access": {"level": "WARNING", "propagate": True, "handlers": []},
+        },
+    }
+
+
+class _DropEmbeddedNotice(logging.Filter):
+    """Granian warns that its embedded server is experimental each time one starts (the
+    harness starts many); the notice says nothing about the app."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "experimental" not in record.getMessage()
+
+
+def _host_port(bind: str | Sequence[str]) -> tuple[str, int]:
+    binds = [bind] if isinstance(bind, str) else list(bind)
+    if len(binds) != 1:
+        raise ValueError(f"granian serves one address, not {binds!r}: pass one HOST:PORT")
+    host, sep, port = binds[0].rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"bind {binds[0]!r} is not HOST:PORT, e.g. 127.0.0.1:9080")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail with a clear ServeError when the address is taken (granian would only log it)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ServeError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+
+def load_app_in_worker(app_ref: str) -> ASGIApp:
+    """Granian's target loader in each worker process: our logging, then the app.
+
+    A worker must not outlive its supervisor: killed with it (SIGKILL included), it frees
+    the port at once, and the Restate server retries what it was running elsewhere.
+    """
+    _die_with_parent(signal.SIGKILL)
+    if os.getppid() == 1:  # the supervisor died before the line above
+        os._exit(1)
+    level = os.environ.get(_LOG_LEVEL_ENV) or None
+    _setup_granian_logging(level)
+    return load_app(app_ref)
+
+
+def _setup_granian_logging(log_level: str | None) -> None:
+    level = _level(log_level)
+    if not configure_default_logging(logging.INFO if level is None else level) and level:
+        logging.getLogger().setLevel(level)
+
+
+def _quiet_embedded_notice() -> None:
+    granian_logger = logging.getLogger("_granian")
+    if not any(isinstance(f, _DropEmbeddedNotice) for f in granian_logger.filters):
+        granian_logger.addFilter(_DropEmbeddedNotice())
+
+
+def _serve_on_granian(
+    app_ref_or_app: str | ASGIApp,
+    bind: str | Sequence[str],
+    workers: int,
+    graceful_timeout: float,
+    log_level: str | None,
+) -> None:
+    host, port = _host_port(bind)
+    _check_free(host, port)
+    _setup_granian_logging(log_level)
+    options = granian_options(host, port, log_level)
+    if not isinstance(app_ref_or_app, str):
+        asyncio.run(serve_embedded(app_ref_or_app, options, graceful_timeout))
+        return
+    from granian.server.mp import MPServer
+
+    if log_level is not None:
+        os.environ[_LOG_LEVEL_ENV] = log_level
+    server = MPServer(
+        app_ref_or_app,
+        workers=workers,
+        workers_kill_timeout=max(1, math.ceil(graceful_timeout)),
+        working_dir=Path.cwd(),
+        **options,
+    )
+    _log.info(
+        "serving %s on http://%s:%d (%d worker%s)",
+        app_ref_or_app,
+        host,
+        port,
+        workers,
+        "" if workers == 1 else "s",
+    )
+    try:
+        server.serve(target_loader=load_app_in_worker)
+    except SystemExit as exit_:
+        if exit_.code:
+            raise ServeError(f"a worker process failed (exit status {exit_.code})") from None
+
+
+async def serve_embedded(
+    app: ASGIApp,
+    options: dict[str, Any],
+    graceful_timeout: float,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve ``app`` in this process and loop until ``stop`` is set (or SIGTERM/SIGINT when
+    no event is given); requests in flight then get ``graceful_timeout`` seconds."""
+    from granian.server.embed import Server
+
+    _quiet_embedded_notice()
+    server = Server(app, **options)
+    server.workers_kill_timeout = graceful_timeout  # type: ignore[assignment]
+    loop = asyncio.get_running_loop()
+    own_signals = stop is None
+    stop = stop or asyncio.Event()
+    if own_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    serving = loop.create_task(server.serve())
+    try:
+        waiting = loop.create_task(stop.wait())
+        await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if serving.done():
+            waiting.cancel()
+            serving.result()  # raises what stopped it (a failed lifespan startup...)
+            return
+        server.stop()  # type: ignore[no-untyped-call]
+        # Granian's embedded join raises TimeoutError once the grace period is over (the
+        # worker is cancelled then): that is the end of a graceful stop, not a failure.
+        with contextlib.suppress(TimeoutError):
+            await serving
+    finally:
+        if own_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+
+# -- several worker processes (hypercorn) ---------------------------------------------------
+
+
+def _die_with_parent(signum: signal.Signals = signal.SIGTERM) -> None:
+    """On Linux, get ``signum`` when the supervisor dies, even by SIGKILL."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signum))  # PR_SET_PDEATHSIG
 
 
 def _worker(

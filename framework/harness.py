@@ -123,7 +123,7 @@ class TcpSocketBindAddress(BindAddress):
 
 
 class AsgiServer:
-    """Serves an ASGI app with hypercorn in a background thread, at ``bind_address``.
+    """Serves an ASGI app with granian in a background thread, at ``bind_address``.
 
     ``start`` returns once the port accepts connections (so registering right after it
     works), or raises if the app could not be served.

@@ -11,7 +11,7 @@ client::
         async with create_test_harness(my_module.app) as env:
             assert await env.client.service_call(greet, "Ann") == "Hello, Ann!"
 
-An app object is served in this process (hypercorn in a background thread); a
+An app object is served in this process (granian in a background thread); a
 ``"module:attribute"`` string is served in a child process (``python -m framework serve``).
 ``restate_image=`` (the official harness's Docker image) picks the restate-server release:
 ``restatedev/restate:X.Y.Z`` runs X.Y.Z, ``:latest`` the pinned 1.7.12 (see
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import re
 import sys
@@ -52,7 +51,7 @@ from framework._devserver import (
     ServiceProcess,
     free_port,
 )
-from framework._serve import ASGIApp, hypercorn_config, load_app
+from framework._serve import ASGIApp, granian_options, load_app, serve_embedded
 
 if TYPE_CHECKING:
     import httpx
@@ -271,7 +270,7 @@ class HarnessEnvironment:
 
 
 class InProcessApp:
-    """An ASGI app served by hypercorn in a background thread of this process, on
+    """An ASGI app served by granian in a background thread of this process, on
     127.0.0.1 (or ``host``: ``0.0.0.0`` to be reachable from outside too)."""
 
     def __init__(self, app: ASGIApp, *, port: int | None = None, host: str = _LOOPBACK) -> None:
@@ -324,18 +323,13 @@ class InProcessApp:
             self._error = error
 
     async def _serve(self) -> None:
-        from hypercorn.asyncio import serve
-        from hypercorn.typing import Framework
-
-        config = hypercorn_config(f"{self.host}:{self.port}")
-        config.graceful_timeout = APP_GRACEFUL_TIMEOUT
-        # Through logging (quiet unless configured; pytest captures it), not straight to stderr.
-        config.errorlog = logging.getLogger("hypercorn.error")
+        # Granian, in this thread's loop (its embedded server), as python -m framework serve
+        # serves an app; its records go through logging (pytest captures them).
+        options = granian_options(self.host, self.port, log_level="warning")
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._started.set()
-        app: Framework = self.app  # type: ignore[assignment]
-        await serve(app, config, shutdown_trigger=self._stop.wait)
+        await serve_embedded(self.app, options, APP_GRACEFUL_TIMEOUT, stop=self._stop)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop serving and wait for the thread (at most ``timeout`` s); safe to repeat."""

@@ -355,9 +355,9 @@ def test_sigterm_lets_an_invocation_in_flight_finish(
     log = output.text
     assert "Traceback" not in log, log
     if workers == 1:
-        assert "Running on http://127.0.0.1" in log and "shutting down" in log, log
+        assert "Listening at: http://127.0.0.1" in log and "Shutting down" in log, log
     else:  # --log-level warning hides the INFO lines
-        assert "Running on" not in log and "shutting down" not in log, log
+        assert "Listening at" not in log and "Shutting down" not in log, log
     print(
         f"workers={workers}: listening after {startup:.2f}s, stopped {exited - signalled:.2f}s "
         "after SIGTERM"

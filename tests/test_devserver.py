@@ -160,7 +160,7 @@ def test_service_process_serves_h2c_and_survives_kill(
     assert service.url.endswith(f":{service.port}")
     with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as client:
         assert client.get(service.url).text == "ok 2"
-    assert "Running on http://127.0.0.1" in service.log_text()
+    assert "Listening at: http://127.0.0.1" in service.log_text()
 
 
 def test_service_process_reports_a_bad_app_ref(tmp_path: Path) -> None:

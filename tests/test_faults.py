@@ -176,6 +176,23 @@ KILLS = 5
 SEND_SECONDS = 8.0  # the invocations are sent evenly over this long; the kills fall inside
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc): a served app runs in worker processes."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        children[int(fields[1])].append(int(stat.parent.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, ()))
+    return tree
+
+
 @pytest.mark.parametrize("server_fixture", ["restate_server", "restate_server_v7"])
 def test_steps_run_once_while_the_service_is_killed(
     server_fixture: str,
@@ -226,10 +243,11 @@ def test_steps_run_once_while_the_service_is_killed(
             completed = ingress.statuses(sent)["completed"] if sent else 0
             pid = service.pid
             assert pid is not None
+            serving = _process_tree(pid)  # the server and the worker processes it runs
             service.kill()
             # At most this many invocations were open at the kill (some may have completed
             # since the query, more may have been sent since the list was taken).
-            killed.append((pid, len(ids) - completed))
+            killed.extend((each, len(ids) - completed) for each in serving)
             time.sleep(rng.uniform(0.0, 0.4))  # down for a moment; the server retries
             service.start()
         sender.join(SEND_SECONDS + 30)
@@ -851,5 +869,5 @@ def test_sigterm_drains_invocations_in_flight_and_nothing_is_lost(
         assert count[(key, "slow-start")] == 1 and count[(key, "slow-end")] == 1, key
     for key in nappers:
         assert count[(key, "before")] == 1 and count[(key, "after")] == 1, key
-    assert "shutting down" in text, text
+    assert "Shutting down" in text, text
     assert "Traceback" not in text, text

@@ -98,7 +98,7 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def test_hypercorn_runs_the_hooks_on_start_and_on_sigterm(tmp_path: Path) -> None:
+def test_the_server_runs_the_hooks_on_start_and_on_sigterm(tmp_path: Path) -> None:
     ledger = tmp_path / "lifespan.log"
     service = ServiceProcess(
         "tests.endpoint_apps:lifespan_app",
@@ -108,12 +108,12 @@ def test_hypercorn_runs_the_hooks_on_start_and_on_sigterm(tmp_path: Path) -> Non
     )
     service.start(timeout=30)
     try:
-        # Startup runs before hypercorn listens.
+        # Startup runs before the server listens.
         assert ledger.read_text().splitlines() == ["startup ['LifespanGreeter']"]
         with httpx.Client(base_url=service.url, http1=False, http2=True, timeout=10) as client:
             assert client.get("/health").status_code == 200
     finally:
-        service.stop(timeout=15)  # SIGTERM: hypercorn shuts down gracefully
+        service.stop(timeout=15)  # SIGTERM: the server shuts down gracefully
     assert ledger.read_text().splitlines() == ["startup ['LifespanGreeter']", "shutdown"]
     log = service.log_text()
     assert "Lifespan" not in log and "Traceback" not in log, log

@@ -224,7 +224,7 @@ def app(
     max_message_size: int = 32 * 1024 * 1024,
     lifespan: Lifespan | None = None,
 ) -> RestateApp:
-    """The ASGI application serving ``services``; run it with hypercorn (HTTP/2, h2c).
+    """The ASGI application serving ``services``; any ASGI server with HTTP/2 (h2c) runs it.
 
     ``python -m framework serve module:app`` serves it with the right settings.
 
