@@ -104,14 +104,42 @@ def official_service(log_path: Path, prefix: str = "") -> BenchService:
     )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads), from /proc/PID/stat."""
+def _stat_fields(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as handle:
         stat = handle.read()
     # The command name (field 2) may hold spaces; the fields after its ')' are fixed.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / _CLOCK_TICKS
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its living descendants (a served app runs in granian's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent = int(_stat_fields(int(entry))[1])
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+            children.setdefault(parent, []).append(int(entry))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, ()))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` and its descendants (all their threads),
+    from /proc/PID/stat."""
+    total = 0
+    for each in process_tree(pid):
+        try:
+            fields = _stat_fields(each)
+        except OSError:
+            continue  # exited between the listing and the read
+        total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
 
 
 class CpuMeter:

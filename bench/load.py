@@ -50,7 +50,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import BenchService, Ingress, Problems, cpu_seconds, official_python, table
+from bench._common import (
+    BenchService,
+    Ingress,
+    Problems,
+    cpu_seconds,
+    official_python,
+    process_tree,
+    table,
+)
 from framework._devserver import RestateServer
 
 APP = "bench.load_handlers:app"
@@ -83,26 +91,33 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 def open_sockets(pid: int) -> int:
-    """How many sockets process ``pid`` has open (its connections, listeners included)."""
+    """How many sockets process ``pid`` and its workers have open (connections, listeners)."""
     count = 0
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            count += os.readlink(fd).startswith("socket:")
+    for each in process_tree(pid):
+        for fd in Path(f"/proc/{each}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                count += os.readlink(fd).startswith("socket:")
     return count
 
 
+def _tree_total(pid: int, field: str) -> int:
+    # A served app runs in worker processes under the one started: count them all.
+    return sum(proc_status(each).get(field, 0) for each in process_tree(pid))
+
+
 def rss_kb(pid: int) -> int:
-    return proc_status(pid)["VmRSS"]
+    return _tree_total(pid, "VmRSS")
 
 
 def hwm_kb(pid: int) -> int:
-    return proc_status(pid)["VmHWM"]
+    return _tree_total(pid, "VmHWM")
 
 
 def reset_peak(pid: int) -> None:
-    """Reset the process's ``VmHWM`` to its current RSS (``clear_refs`` 5; Linux >= 4.0)."""
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/clear_refs", "w") as handle:
-        handle.write("5")
+    """Reset the processes' ``VmHWM`` to their current RSS (``clear_refs`` 5; Linux >= 4.0)."""
+    for each in process_tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{each}/clear_refs", "w") as handle:
+            handle.write("5")
 
 
 def mb(kb: float) -> str:
