@@ -317,14 +317,19 @@ def granian_http2_settings() -> Any:
 
     return HTTP2Settings(
         max_concurrent_streams=H2_MAX_CONCURRENT_STREAMS,
-        initial_connection_window_size=H2_WINDOW,
-        initial_stream_window_size=H2_WINDOW,
+        initial_connection_window_size=H2_CONNECTION_WINDOW,
+        initial_stream_window_size=H2_STREAM_WINDOW,
         keep_alive_timeout=int(KEEP_ALIVE_TIMEOUT),
     )
 
 
-# Big windows: a journal replay is one large upload; 16 MiB per connection, 1 MiB a stream.
-H2_WINDOW = 1 << 20
+# Big windows: a journal replay is one large upload. The connection's also bounds how many
+# small DATA frames hyper lets wait unread before it calls the peer abusive (GOAWAY
+# ENHANCE_YOUR_CALM "too_many_data_frames": half the window, in bytes): each new invocation
+# sends ~440 bytes in small frames, so 16 MiB admits ~19,000 of them waiting at once, past the
+# stream limit (tests/test_streams.py opens 5,000 on one connection); 1 MiB let ~1,200.
+H2_CONNECTION_WINDOW = 16 << 20
+H2_STREAM_WINDOW = 1 << 20
 
 
 def granian_log_config(log_level: str | None) -> dict[str, Any]:
