@@ -157,6 +157,9 @@ class Invocation:
                 self.attempt_finished.set()
                 if self.extension_data:
                     await close_extension_values(self.extension_data)
+                # The context points back here: without this the pair (and the journal the
+                # machine holds) waits for the cycle collector after every invocation.
+                self.context = None
 
     async def _run_handler(self, handler_body: Callable[[], Awaitable[bytes | Failure]]) -> None:
         machine = self.machine
