@@ -432,7 +432,21 @@ class _Child:
         self._reaped()
 
     def _kill(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            # The whole process group (the child runs its own session): a served app's
+            # worker processes die with it at once, as in a container kill, and free the port.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
         self._signal_and_wait(signal.SIGKILL, 10.0)
+        if process is not None:
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(process.pid, 0)
+                except (ProcessLookupError, PermissionError):
+                    break
+                time.sleep(0.01)
         self._reaped()
 
     def _reaped(self) -> None:
