@@ -30,14 +30,14 @@ from framework._futures import (
     NONE_SERDE,
     CompletedFuture,
     DurablePromise,
-    EncodedResultFuture,
+    KnownResultFuture,
     RestateDurableCallFuture,
     RestateDurableFuture,
     RestateDurableSleepFuture,
     SendHandle,
     StateKeysFuture,
 )
-from framework._invocation import AttemptFinished, Invocation, inside_run, result_to_value
+from framework._invocation import AttemptFinished, Invocation, inside_run
 from framework._journal import StateMachine
 from framework._protocol import (
     AttachInvocationCommandMessage,
@@ -448,9 +448,7 @@ class Context:
     ) -> SendHandle:
         """Send raw bytes to any handler by name (``scope``: see ``Context.scope``)."""
         target = Target(service, handler, _BYTES_SERDE, _BYTES_SERDE)
-        return self._send(
-            target, key, arg, send_delay, idempotency_key, headers, scope, limit_key
-        )
+        return self._send(target, key, arg, send_delay, idempotency_key, headers, scope, limit_key)
 
     def _call(
         self,
@@ -647,9 +645,7 @@ class ObjectSharedContext(Context):
             serde = DefaultSerde(type_hint)
         result, completion_id = self._machine().get_state(name)
         if result is not None:
-            if self._invocation.codec is not None and isinstance(result, bytes):
-                return EncodedResultFuture(self._invocation, result, serde)  # type: ignore[arg-type]
-            return CompletedFuture(result_to_value(result, serde))
+            return KnownResultFuture(self._invocation, result, serde)  # type: ignore[arg-type]
         return RestateDurableFuture(self._invocation, completion_id, serde)  # type: ignore[arg-type]
 
     def state_keys(self, entry_name: str | None = None) -> Awaitable[list[str]]:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Generator
 from typing import Any, Generic, TypeVar
 
 from framework._invocation import Invocation, await_result, result_to_value
-from framework._journal import Key
+from framework._journal import Key, Result
 from framework.serde import DefaultSerde, Serde
 
 T = TypeVar("T")
@@ -44,9 +44,9 @@ class RestateDurableFuture(Generic[T], Awaitable[T]):
         result = invocation.machine.resolve_one(self._key)
         if result is None:
             result = yield from await_result(invocation, self._key)
-        if invocation.codec is not None and isinstance(result, bytes):
-            result = yield from invocation.codec.decode(result).__await__()
-        return result_to_value(result, self._serde)  # type: ignore[no-any-return]
+        if invocation.codec is None:  # the replay hot path: no extra generator
+            return result_to_value(result, self._serde)  # type: ignore[no-any-return]
+        return (yield from _value_of(invocation, result, self._serde))
 
     def is_completed(self) -> bool:
         """Whether awaiting this future returns (or raises) without waiting."""
@@ -69,25 +69,31 @@ class CompletedFuture(RestateDurableFuture[T]):
         return True
 
 
-class EncodedResultFuture(RestateDurableFuture[T]):
-    """A result known when the future was made but stored through a journal value codec,
-    whose decoding is asynchronous (eager state read with a codec configured)."""
+class KnownResultFuture(RestateDurableFuture[T]):
+    """A journal result known when the future was made (eager state): awaiting it decodes
+    it like any other result, through the journal value codec if there is one."""
 
     __slots__ = ("_result",)
 
-    def __init__(self, invocation: Invocation, result: bytes, serde: Serde[T]) -> None:
+    def __init__(self, invocation: Invocation, result: Result, serde: Serde[T]) -> None:
         self._invocation = invocation
         self._result = result
         self._serde = serde
 
     def __await__(self) -> Generator[Any, None, T]:
-        codec = self._invocation.codec
-        assert codec is not None
-        value = yield from codec.decode(self._result).__await__()
-        return self._serde.deserialize(value)  # type: ignore[return-value]
+        return (yield from _value_of(self._invocation, self._result, self._serde))
 
     def is_completed(self) -> bool:
         return True
+
+
+def _value_of(invocation: Invocation, result: Result, serde: Serde[T]) -> Generator[Any, None, T]:
+    """What awaiting a journal result gives: decoded by the codec (asynchronous, so only when
+    one is configured), then by the serde; a failure raises."""
+    codec = invocation.codec
+    if codec is not None and isinstance(result, bytes):
+        result = yield from codec.decode(result).__await__()
+    return result_to_value(result, serde)  # type: ignore[no-any-return]
 
 
 class RestateDurableSleepFuture(RestateDurableFuture[None]):
@@ -188,7 +194,7 @@ __all__ = [
     "NONE_SERDE",
     "CompletedFuture",
     "DurablePromise",
-    "EncodedResultFuture",
+    "KnownResultFuture",
     "RestateDurableCallFuture",
     "RestateDurableFuture",
     "RestateDurableSleepFuture",

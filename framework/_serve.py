@@ -155,13 +155,15 @@ def _level(log_level: str | None) -> int | None:
     return level
 
 
-def _setup_logging(config: Config, log_level: str | None) -> None:
+def _setup_logging(log_level: str | None, config: Config | None = None) -> None:
     """INFO (or ``log_level``) records to stderr tagged with the invocation id, unless the
-    app configured logging; hypercorn's lines go through the same handlers."""
+    app configured logging; the server's lines (hypercorn's ``config``, or granian's through
+    ``granian_log_config``) go through the same handlers."""
     level = _level(log_level)
     if not configure_default_logging(logging.INFO if level is None else level) and level:
         logging.getLogger().setLevel(level)  # the app's handlers, at the level asked for
-    config.errorlog = logging.getLogger("hypercorn.error")
+    if config is not None:
+        config.errorlog = logging.getLogger("hypercorn.error")
 
 
 def _report_modules() -> None:
@@ -281,7 +283,7 @@ def serve(
         _serve_on_granian(app_ref_or_app, bind, workers, graceful_timeout, log_level)
         return
     config = hypercorn_config(bind, workers=workers, graceful_timeout=graceful_timeout)
-    _setup_logging(config, log_level)
+    _setup_logging(log_level, config)
     sockets = _listen(config)
     try:
         if workers == 1:
@@ -397,14 +399,8 @@ def load_app_in_worker(app_ref: str) -> ASGIApp:
     if os.getppid() == 1:  # the supervisor died before the line above
         os._exit(1)
     level = os.environ.get(_LOG_LEVEL_ENV) or None
-    _setup_granian_logging(level)
+    _setup_logging(level)
     return load_app(app_ref)
-
-
-def _setup_granian_logging(log_level: str | None) -> None:
-    level = _level(log_level)
-    if not configure_default_logging(logging.INFO if level is None else level) and level:
-        logging.getLogger().setLevel(level)
 
 
 def _quiet_embedded_notice() -> None:
@@ -426,7 +422,7 @@ def _serve_on_granian(
     os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
     host, port = _host_port(bind)
     _check_free(host, port)
-    _setup_granian_logging(log_level)
+    _setup_logging(log_level)
     options = granian_options(host, port, log_level)
     if not isinstance(app_ref_or_app, str):
         asyncio.run(serve_embedded(app_ref_or_app, options, graceful_timeout))
@@ -523,7 +519,7 @@ def _worker(
     if os.getppid() != supervisor:  # the supervisor died before the line above
         return
     app = load_app(app_ref)
-    _setup_logging(config, log_level)
+    _setup_logging(log_level, config)
     asyncio.run(
         _serve_sockets(
             app,

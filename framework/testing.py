@@ -144,7 +144,7 @@ def server_version_for_image(image: str) -> str:
     """
     match = _RESTATE_IMAGE.fullmatch(image.strip())
     tag = match.group("tag") if match is not None else None
-    if match is not None and tag in (None, "latest"):
+    if _names_latest(image):
         return RESTATE_SERVER_VERSION
     if tag is not None and _RELEASE.fullmatch(tag):
         return tag
@@ -163,13 +163,18 @@ def server_version_for_image(image: str) -> str:
     )
 
 
+def _names_latest(image: str) -> bool:
+    """``restatedev/restate`` with the tag ``latest`` or none."""
+    match = _RESTATE_IMAGE.fullmatch(image.strip())
+    return match is not None and match.group("tag") in (None, "latest")
+
+
 def _server_version(image: str, version: str | None) -> str:
     """The release to run for ``restate_image=image`` and ``restate_server_version=version``."""
     from_image = server_version_for_image(image)
     if version is None:
         return from_image
-    match = _RESTATE_IMAGE.fullmatch(image.strip())
-    if match is not None and match.group("tag") in (None, "latest"):
+    if _names_latest(image):
         return version  # an explicit version says more than "latest"
     if from_image != version:
         raise ValueError(
