@@ -54,6 +54,7 @@ from framework._protocol import (
     decode_message,
     encode_frame,
 )
+from tests.processes import process_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -1400,26 +1401,6 @@ class Usage:
     pids: tuple[int, ...]
     rss_mb: float
     fds: int
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
 
 
 def _rss_kb(pid: int) -> int:

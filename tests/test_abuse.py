@@ -52,12 +52,12 @@ from tests.h2_attackers import (
     invocation_journal,
     many_streams,
     ping_flood_without_reading,
-    process_tree,
     rapid_reset,
     settings_flood,
     slowloris,
     usage,
 )
+from tests.processes import process_tree
 
 ServiceFactory = Callable[..., ServiceProcess]
 

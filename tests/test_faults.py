@@ -51,6 +51,7 @@ from framework._protocol import (
     encode_frame,
 )
 from tests.fault_services import STEPS
+from tests.processes import process_tree
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,8 +60,6 @@ T = TypeVar("T")
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
 
 
 def ledger(directory: Path) -> list[list[str]]:
@@ -176,23 +175,6 @@ KILLS = 5
 SEND_SECONDS = 8.0  # the invocations are sent evenly over this long; the kills fall inside
 
 
-def _process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (from /proc): a served app runs in worker processes."""
-    children: dict[int, list[int]] = defaultdict(list)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        children[int(fields[1])].append(int(stat.parent.name))
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        pending.extend(children.get(current, ()))
-    return tree
-
-
 @pytest.mark.parametrize("server_fixture", ["restate_server", "restate_server_v7"])
 def test_steps_run_once_while_the_service_is_killed(
     server_fixture: str,
@@ -243,7 +225,7 @@ def test_steps_run_once_while_the_service_is_killed(
             completed = ingress.statuses(sent)["completed"] if sent else 0
             pid = service.pid
             assert pid is not None
-            serving = _process_tree(pid)  # the server and the worker processes it runs
+            serving = process_tree(pid)  # the server and the worker processes it runs
             service.kill()
             # At most this many invocations were open at the kill (some may have completed
             # since the query, more may have been sent since the list was taken).

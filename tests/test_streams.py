@@ -66,6 +66,7 @@ from framework._protocol import (
     SuspensionMessage,
     encode_frame,
 )
+from tests.processes import process_tree
 from tests.streams_app import digest_of, expected_output
 
 STREAMS = 5000
@@ -510,26 +511,6 @@ def check_stream(stream: _Stream, earliest_ms: float, latest_ms: float) -> str |
 # -- the server's memory ---------------------------------------------------------------------
 
 
-def _process_tree(root: int) -> list[int]:
-    """``root`` and all its descendants (the server, granian's workers...)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
 def _status_kib(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -545,14 +526,14 @@ class RssSampler:
 
     def __init__(self, root: int) -> None:
         self.root = root
-        self.tree = _process_tree(root)
+        self.tree = process_tree(root)
         self.peak = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def sample(self) -> float:
         # The tree is walked again each time: granian's supervisor may start its worker
         # after the port already accepts connections.
-        self.tree = _process_tree(self.root)
+        self.tree = process_tree(self.root)
         rss = sum(_status_kib(pid, "VmRSS") for pid in self.tree) / 1024
         self.peak = max(self.peak, rss)
         return rss
@@ -574,7 +555,7 @@ class RssSampler:
     def cpu_s(self) -> float:
         """User + system CPU time of the process tree so far."""
         ticks = 0
-        for pid in _process_tree(self.root):
+        for pid in process_tree(self.root):
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
