@@ -396,9 +396,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
 
     def labels_for(workload: Workload) -> list[str]:
         return [
-            label
-            for label in services
-            if label != "ceiling" or workload.name in CEILING_WORKLOADS
+            label for label in services if label != "ceiling" or workload.name in CEILING_WORKLOADS
         ]
 
     workloads = _workloads(args.scale)

@@ -312,6 +312,7 @@ def report(results: dict[int, dict[str, Cell]]) -> None:
                 rows,
             )
         )
+
         def cpu_per_inv(cell: Cell) -> float:
             return cell.service_cpu / cell.invocations
 

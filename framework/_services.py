@@ -481,6 +481,7 @@ def handler_from_callable(wrapper: Callable[..., Any]) -> Handler:
         )
     return handler
 
+
 __all__ = [
     "AnyService",
     "Handler",

@@ -49,9 +49,7 @@ def _start_server(
     env: dict[str, str] | None = None,
 ) -> RestateServer:
     log_dir = tmp_path_factory.mktemp(name)
-    server = RestateServer(
-        enable_protocol_v7=v7, env=env, log_path=log_dir / "restate-server.log"
-    )
+    server = RestateServer(enable_protocol_v7=v7, env=env, log_path=log_dir / "restate-server.log")
     server.start()
     return server
 

@@ -34,8 +34,12 @@ def _services() -> list[Service | VirtualObject | Workflow]:
     obj = VirtualObject("Obj", enable_lazy_state=True)
     wf = Workflow("Wf")
 
-    @svc.handler(metadata={"team": "a"}, invocation_retry_policy=InvocationRetryPolicy(
-        initial_interval=timedelta(milliseconds=200), max_attempts=7, on_max_attempts="pause"))
+    @svc.handler(
+        metadata={"team": "a"},
+        invocation_retry_policy=InvocationRetryPolicy(
+            initial_interval=timedelta(milliseconds=200), max_attempts=7, on_max_attempts="pause"
+        ),
+    )
     async def hello(ctx: Context, name: str) -> str:
         """Says hello."""
         return name
@@ -75,20 +79,29 @@ def test_manifest_v4_carries_kinds_and_options() -> None:
     assert hello["metadata"] == {"team": "a"}
     assert hello["retryPolicyInitialInterval"] == 200
     assert hello["retryPolicyMaxAttempts"] == 7 and hello["retryPolicyOnMaxAttempts"] == "PAUSE"
-    assert hello["input"] == {"required": False, "contentType": "application/json",
-                              "jsonSchema": {"type": "string"}}
+    assert hello["input"] == {
+        "required": False,
+        "contentType": "application/json",
+        "jsonSchema": {"type": "string"},
+    }
     assert obj["enableLazyState"] is True
-    assert [(h["name"], h["ty"]) for h in obj["handlers"]] == [("peek", "SHARED"),
-                                                            ("poke", "EXCLUSIVE")]
+    assert [(h["name"], h["ty"]) for h in obj["handlers"]] == [
+        ("peek", "SHARED"),
+        ("poke", "EXCLUSIVE"),
+    ]
     assert obj["handlers"][0]["ingressPrivate"] is True
     assert obj["handlers"][1]["input"] == {}
     # Returning nothing (-> None, or no annotation) declares no output, as the official SDK.
     assert obj["handlers"][1]["output"] == {"setContentTypeIfEmpty": False}
-    assert obj["handlers"][0]["output"] == {"setContentTypeIfEmpty": False,
-                                            "contentType": "application/json",
-                                            "jsonSchema": {"type": "integer"}}
-    assert [(h["name"], h["ty"]) for h in wf["handlers"]] == [("run", "WORKFLOW"),
-                                                           ("signal", "SHARED")]
+    assert obj["handlers"][0]["output"] == {
+        "setContentTypeIfEmpty": False,
+        "contentType": "application/json",
+        "jsonSchema": {"type": "integer"},
+    }
+    assert [(h["name"], h["ty"]) for h in wf["handlers"]] == [
+        ("run", "WORKFLOW"),
+        ("signal", "SHARED"),
+    ]
     assert wf["handlers"][0]["workflowCompletionRetention"] == 86_400_000
 
 

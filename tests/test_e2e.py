@@ -22,13 +22,16 @@ from tests.waiting import wait_until
 ROOT = Path(__file__).resolve().parents[1]
 
 # suffix of the service names -> (app, server fixture, protocol version it must run on)
-VERSIONS = {"V5": ("app_v5", "restate_server", 5), "V6": ("app_v6", "restate_server", 6),
-            "V7": ("app_v7", "restate_server_v7", 7),
-            # Same services, on a server that suspends at every await and sends no eager
-            # state: every resume is a full replay and every state read is lazy.
-            "R7": ("app_v7", "restate_server_replaying", 7),
-            # Registered for HTTP/1.1: request/response mode instead of a bidi stream.
-            "H1": ("app_h1", "restate_server", 6)}
+VERSIONS = {
+    "V5": ("app_v5", "restate_server", 5),
+    "V6": ("app_v6", "restate_server", 6),
+    "V7": ("app_v7", "restate_server_v7", 7),
+    # Same services, on a server that suspends at every await and sends no eager
+    # state: every resume is a full replay and every state read is lazy.
+    "R7": ("app_v7", "restate_server_replaying", 7),
+    # Registered for HTTP/1.1: request/response mode instead of a bidi stream.
+    "H1": ("app_h1", "restate_server", 6),
+}
 
 
 class Deployment:
@@ -46,8 +49,9 @@ class Deployment:
         path = f"/{service}{self.suffix}/" + (f"{key}/" if key is not None else "") + handler
         if body is None:  # a handler without input takes no body and no content type
             return self.http.post(path)
-        return self.http.post(path, content=json.dumps(body),
-                              headers={"content-type": "application/json"})
+        return self.http.post(
+            path, content=json.dumps(body), headers={"content-type": "application/json"}
+        )
 
     def ok(self, service: str, handler: str, body: Any = None, key: str | None = None) -> Any:
         response = self.call(service, handler, body, key)
@@ -62,16 +66,20 @@ class Deployment:
 
 
 @pytest.fixture(scope="module", params=list(VERSIONS))
-def deployment(request: pytest.FixtureRequest,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
     suffix = request.param
     app_name, server_fixture, version = VERSIONS[suffix]
     suffix = suffix.replace("R", "V")
     server = request.getfixturevalue(server_fixture)
     test_dir = tmp_path_factory.mktemp(f"ledger{request.param}")
-    service = ServiceProcess(f"tests.e2e_services:{app_name}",
-                             env={"FRAMEWORK_TEST_DIR": str(test_dir)},
-                             log_path=test_dir / "service.log", cwd=ROOT)
+    service = ServiceProcess(
+        f"tests.e2e_services:{app_name}",
+        env={"FRAMEWORK_TEST_DIR": str(test_dir)},
+        log_path=test_dir / "service.log",
+        cwd=ROOT,
+    )
     service.start()
     try:
         server.register(service.url, use_http_11=suffix == "H1")
@@ -80,8 +88,6 @@ def deployment(request: pytest.FixtureRequest,
         deployment.http.close()
     finally:
         service.stop()
-
-
 
 
 def test_greeter_runs_steps_and_negotiates_the_version(deployment: Deployment) -> None:
@@ -101,8 +107,9 @@ def test_step_runs_once_while_handler_is_retried(deployment: Deployment) -> None
     result = deployment.ok("Steps", "once_then_fail_twice", key)
     effects = (deployment.dir / f"{key}.effects").read_text().splitlines()
     assert effects == ["ran"], "the step's closure ran more than once"
-    attempts = [json.loads(line) for line in
-                (deployment.dir / f"{key}.attempts").read_text().splitlines()]
+    attempts = [
+        json.loads(line) for line in (deployment.dir / f"{key}.attempts").read_text().splitlines()
+    ]
     assert len(attempts) == 3
     assert attempts[0] == attempts[1] == attempts[2], "uuid/random/time changed across retries"
     assert result == {"effect": "effect done", **attempts[0]}
@@ -144,8 +151,10 @@ def test_request_and_context_misuse(deployment: Deployment) -> None:
 def test_journal_mismatch_is_reported_as_570(deployment: Deployment) -> None:
     key = f"mismatch-{uuid.uuid4().hex[:8]}"
     response = deployment.http.post(
-        f"/Steps{deployment.suffix}/changes_step_names/send", content=json.dumps(key),
-        headers={"content-type": "application/json"})
+        f"/Steps{deployment.suffix}/changes_step_names/send",
+        content=json.dumps(key),
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code in (200, 202), response.text
     invocation_id = response.json()["invocationId"]
 
@@ -158,8 +167,7 @@ def test_journal_mismatch_is_reported_as_570(deployment: Deployment) -> None:
     assert "journal mismatch at command #1" in rows[0]["last_failure"]
     assert "step-1" in rows[0]["last_failure"] and "step-2" in rows[0]["last_failure"]
     deployment.http.close()
-    httpx.delete(f"{deployment.server.admin_url}/invocations/{invocation_id}?mode=kill",
-                 timeout=10)
+    httpx.delete(f"{deployment.server.admin_url}/invocations/{invocation_id}?mode=kill", timeout=10)
     deployment.http = httpx.Client(base_url=deployment.server.ingress_url, timeout=60)
 
 
@@ -171,8 +179,10 @@ def test_durable_sleep(deployment: Deployment) -> None:
 
 def test_blocking_run_closure_does_not_stall_other_invocations(deployment: Deployment) -> None:
     response = deployment.http.post(
-        f"/Steps{deployment.suffix}/sync_run_does_not_block/send", content=b"2.0",
-        headers={"content-type": "application/json"})
+        f"/Steps{deployment.suffix}/sync_run_does_not_block/send",
+        content=b"2.0",
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code in (200, 202), response.text
     started = time.monotonic()
     deployment.ok("Greeter", "greet", "Bo")

@@ -32,8 +32,6 @@ T = TypeVar("T")
 _NO_BODY = object()
 
 
-
-
 class Deployment:
     """The context services served in a child process and registered with one server."""
 

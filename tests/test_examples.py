@@ -58,7 +58,8 @@ def test_signup_workflow_waits_for_the_click(env: HarnessEnvironment) -> None:
 
     async def scenario(secret: str) -> None:
         assert await env.client.workflow_call(status, user, None) == (
-            "waiting for e-mail confirmation")
+            "waiting for e-mail confirmation"
+        )
         await env.client.workflow_call(click, user, secret)
         assert await env.client.workflow_attach(run, user) == f"{user} is signed up"
         assert await env.client.workflow_call(status, user, None) == "confirmed"

@@ -96,18 +96,27 @@ def json(value: object) -> bytes:
     return msgspec.json.encode(value)
 
 
-def run_journal(handler: str, *entries: object, version: int = 6,
-                close_after: float = 0.0) -> list[object]:
+def run_journal(
+    handler: str, *entries: object, version: int = 6, close_after: float = 0.0
+) -> list[object]:
     """Invoke ``handler`` with a complete journal (StartMessage + entries); the server's
     side of the stream closes with it, or ``close_after`` seconds later."""
-    start = StartMessage(id=INVOCATION_ID, debug_id="inv_test", known_entries=len(entries),
-                         random_seed=1)
+    start = StartMessage(
+        id=INVOCATION_ID, debug_id="inv_test", known_entries=len(entries), random_seed=1
+    )
     body = b"".join(encode_frame(m) for m in (start, *entries))  # type: ignore[arg-type]
     content_type = f"application/vnd.restate.invocation.v{version}".encode()
-    scope = {"type": "http", "http_version": "2", "method": "POST", "scheme": "http",
-             "path": f"/invoke/Semantics/{handler}", "raw_path": b"", "query_string": b"",
-             "root_path": "", "headers": [(b"content-type", content_type),
-                                          (b"accept", content_type)]}
+    scope = {
+        "type": "http",
+        "http_version": "2",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"/invoke/Semantics/{handler}",
+        "raw_path": b"",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", content_type), (b"accept", content_type)],
+    }
     received = [{"type": "http.request", "body": body, "more_body": close_after > 0}]
     sent: list[dict[str, Any]] = []
 
@@ -140,12 +149,14 @@ AWAKENED = SignalNotificationMessage(idx=17, value=json("woken"))
 CANCEL = SignalNotificationMessage(idx=1, void=True)
 
 
-@pytest.mark.parametrize(("first", "second", "winner"), [
-    (AWAKENED, TIMER_FIRED, ["awakeable", "woken"]),
-    (TIMER_FIRED, AWAKENED, ["timeout", None]),
-])
-def test_select_follows_the_journal_order(first: object, second: object,
-                                          winner: list[Any]) -> None:
+@pytest.mark.parametrize(
+    ("first", "second", "winner"),
+    [
+        (AWAKENED, TIMER_FIRED, ["awakeable", "woken"]),
+        (TIMER_FIRED, AWAKENED, ["timeout", None]),
+    ],
+)
+def test_select_follows_the_journal_order(first: object, second: object, winner: list[Any]) -> None:
     # Both completions are in the journal: the one recorded first won the first time,
     # so it must win on every replay too.
     frames = run_journal("race", INPUT, SLEEP, first, second)
@@ -165,8 +176,11 @@ def test_awakeable_id_names_the_invocation_and_signal() -> None:
 @pytest.mark.parametrize("version", [6, 7])
 def test_gather_suspends_on_all_of_its_futures(version: int) -> None:
     frames = run_journal("both", INPUT, version=version)
-    assert [type(f) for f in frames] == [SleepCommandMessage, SleepCommandMessage,
-                                         SuspensionMessage]
+    assert [type(f) for f in frames] == [
+        SleepCommandMessage,
+        SleepCommandMessage,
+        SuspensionMessage,
+    ]
     suspension = frames[2]
     assert isinstance(suspension, SuspensionMessage)
     if version >= 7:
@@ -189,16 +203,20 @@ def test_a_single_sleep_suspends_on_it_and_on_cancellation() -> None:
 
 
 def test_cancellation_cancels_the_call_and_interrupts_one_await() -> None:
-    call = CallCommandMessage(service_name="Semantics", handler_name="echo",
-                              parameter=json("hi"), invocation_id_notification_idx=1,
-                              result_completion_id=2)
-    child_id = CallInvocationIdCompletionNotificationMessage(completion_id=1,
-                                                             invocation_id="inv_child")
+    call = CallCommandMessage(
+        service_name="Semantics",
+        handler_name="echo",
+        parameter=json("hi"),
+        invocation_id_notification_idx=1,
+        result_completion_id=2,
+    )
+    child_id = CallInvocationIdCompletionNotificationMessage(
+        completion_id=1, invocation_id="inv_child"
+    )
     frames = run_journal("call_then_compensate", INPUT, call, child_id, CANCEL)
     # The child call is cancelled, the handler's except branch runs, and its next await
     # (a new timer) is not interrupted again: we suspend on the timer alone.
-    assert frames[0] == SendSignalCommandMessage(target_invocation_id="inv_child", idx=1,
-                                                 void=True)
+    assert frames[0] == SendSignalCommandMessage(target_invocation_id="inv_child", idx=1, void=True)
     assert isinstance(frames[1], SleepCommandMessage)
     assert frames[1].result_completion_id == 3
     suspension = frames[2]
@@ -208,11 +226,17 @@ def test_cancellation_cancels_the_call_and_interrupts_one_await() -> None:
 
 
 def test_a_call_result_recorded_before_the_cancellation_wins() -> None:
-    call = CallCommandMessage(service_name="Semantics", handler_name="echo",
-                              parameter=json("hi"), invocation_id_notification_idx=1,
-                              result_completion_id=2)
+    call = CallCommandMessage(
+        service_name="Semantics",
+        handler_name="echo",
+        parameter=json("hi"),
+        invocation_id_notification_idx=1,
+        result_completion_id=2,
+    )
     frames = run_journal(
-        "call_then_compensate", INPUT, call,
+        "call_then_compensate",
+        INPUT,
+        call,
         CallInvocationIdCompletionNotificationMessage(completion_id=1, invocation_id="inv_c"),
         CallCompletionNotificationMessage(completion_id=2, value=json("hi")),
         CANCEL,
@@ -241,8 +265,11 @@ def test_resolving_something_that_is_no_awakeable_id_fails_for_good() -> None:
 def test_an_await_given_up_by_its_task_is_not_waited_for() -> None:
     # asyncio.wait_for cancels the first await; the suspension names the second timer only.
     frames = run_journal("impatient", INPUT, close_after=0.3)
-    assert [type(f) for f in frames] == [SleepCommandMessage, SleepCommandMessage,
-                                         SuspensionMessage]
+    assert [type(f) for f in frames] == [
+        SleepCommandMessage,
+        SleepCommandMessage,
+        SuspensionMessage,
+    ]
     suspension = frames[2]
     assert isinstance(suspension, SuspensionMessage)
     assert suspension.waiting_completions == [2]

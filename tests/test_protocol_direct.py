@@ -31,15 +31,18 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     log = tmp_path_factory.mktemp("direct") / "service.log"
-    with ServiceProcess("tests.e2e_services:app_v7", log_path=log, cwd=ROOT) as service, \
-            httpx.Client(base_url=service.url, http1=False, http2=True, timeout=30) as client:
+    with (
+        ServiceProcess("tests.e2e_services:app_v7", log_path=log, cwd=ROOT) as service,
+        httpx.Client(base_url=service.url, http1=False, http2=True, timeout=30) as client,
+    ):
         yield client
 
 
 def invoke(client: httpx.Client, path: str, body: bytes, version: int = 6) -> list[tuple]:
     content_type = f"application/vnd.restate.invocation.v{version}"
-    response = client.post(path, content=body,
-                           headers={"content-type": content_type, "accept": content_type})
+    response = client.post(
+        path, content=body, headers={"content-type": content_type, "accept": content_type}
+    )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == content_type
     decoder = FrameDecoder()
@@ -53,8 +56,9 @@ def invoke(client: httpx.Client, path: str, body: bytes, version: int = 6) -> li
 
 
 def journal(known: int, *messages: object) -> bytes:
-    start = StartMessage(id=b"\x01" * 16, debug_id="inv_direct", known_entries=known,
-                         random_seed=42)
+    start = StartMessage(
+        id=b"\x01" * 16, debug_id="inv_direct", known_entries=known, random_seed=42
+    )
     return b"".join(encode_frame(m) for m in (start, *messages))  # type: ignore[arg-type]
 
 
@@ -96,12 +100,16 @@ def test_new_run_is_proposed_then_suspends(endpoint: httpx.Client, version: int)
 
 
 def test_content_type_errors(endpoint: httpx.Client) -> None:
-    response = endpoint.post("/invoke/GreeterV7/greet", content=b"{}",
-                             headers={"content-type": "application/json"})
+    response = endpoint.post(
+        "/invoke/GreeterV7/greet", content=b"{}", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 415
     assert "Restate" in response.text
-    response = endpoint.post("/invoke/GreeterV7/greet", content=b"",
-                             headers={"content-type": "application/vnd.restate.invocation.v4"})
+    response = endpoint.post(
+        "/invoke/GreeterV7/greet",
+        content=b"",
+        headers={"content-type": "application/vnd.restate.invocation.v4"},
+    )
     assert response.status_code == 415
     assert "5" in response.text and "7" in response.text
     assert endpoint.post("/invoke/Nope/greet", content=b"").status_code == 404
@@ -111,9 +119,12 @@ def test_content_type_errors(endpoint: httpx.Client) -> None:
 def test_journal_mismatch_frame(endpoint: httpx.Client) -> None:
     from framework._protocol import ErrorMessage
 
-    body = journal(3, InputCommandMessage(value=json("Ann")),
-                   RunCommandMessage(result_completion_id=1, name="renamed step"),
-                   RunCompletionNotificationMessage(completion_id=1, value=json("x")))
+    body = journal(
+        3,
+        InputCommandMessage(value=json("Ann")),
+        RunCommandMessage(result_completion_id=1, name="renamed step"),
+        RunCompletionNotificationMessage(completion_id=1, value=json("x")),
+    )
     frames = invoke(endpoint, "/invoke/GreeterV7/greet", body)
     assert len(frames) == 1
     error = frames[0][0]

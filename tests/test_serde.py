@@ -31,20 +31,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # -- in-process round trips -------------------------------------------------------------------
 
-@pytest.mark.parametrize(("hint", "value", "inner"), [
-    (Person, Person(name="Ann", age=3, addresses=[Address(street="x", zip_code="12345")]),
-     PydanticJsonSerde),
-    (list[Person], [Person(name="Ann", age=3)], PydanticJsonSerde),
-    (Person | None, Person(name="Ann", age=3), PydanticJsonSerde),
-    (Point, Point(1, 2), MsgspecJsonSerde),
-    (Order, Order("tea", 2), DataclassJsonSerde),
-    (list[Order], [Order("tea", 2, note="hot")], DataclassJsonSerde),
-    (Movie, {"title": "Up", "year": 2009}, JsonSerde),
-    (Color, "green", JsonSerde),
-    (dict[str, list[int]], {"a": [1, 2]}, MsgspecJsonSerde),
-    (bytes, b"\x00\xff raw", BytesSerde),
-    (None, {"any": ["json", 1, None]}, JsonSerde),
-])
+
+@pytest.mark.parametrize(
+    ("hint", "value", "inner"),
+    [
+        (
+            Person,
+            Person(name="Ann", age=3, addresses=[Address(street="x", zip_code="12345")]),
+            PydanticJsonSerde,
+        ),
+        (list[Person], [Person(name="Ann", age=3)], PydanticJsonSerde),
+        (Person | None, Person(name="Ann", age=3), PydanticJsonSerde),
+        (Point, Point(1, 2), MsgspecJsonSerde),
+        (Order, Order("tea", 2), DataclassJsonSerde),
+        (list[Order], [Order("tea", 2, note="hot")], DataclassJsonSerde),
+        (Movie, {"title": "Up", "year": 2009}, JsonSerde),
+        (Color, "green", JsonSerde),
+        (dict[str, list[int]], {"a": [1, 2]}, MsgspecJsonSerde),
+        (bytes, b"\x00\xff raw", BytesSerde),
+        (None, {"any": ["json", 1, None]}, JsonSerde),
+    ],
+)
 def test_default_serde_round_trips(hint: Any, value: Any, inner: type) -> None:
     serde: DefaultSerde[Any] = DefaultSerde(hint)
     assert isinstance(serde._inner, inner)
@@ -93,13 +100,15 @@ def test_decoding_matches_the_official_sdk() -> None:
     hints it does not validate arrive as the JSON sent; dataclasses are built with absent
     Optional fields as None; JSON builtins stay validated."""
     assert DefaultSerde(Movie).deserialize(b'{"title": "Up"}') == {"title": "Up"}
-    assert DefaultSerde(list[Movie]).deserialize(b'[{}]') == [{}]
+    assert DefaultSerde(list[Movie]).deserialize(b"[{}]") == [{}]
     assert DefaultSerde(Color).deserialize(b'"blue"') == "blue"
     assert DefaultSerde(Order).deserialize(b'{"item": "tea", "quantity": 1, "x": 0}') == Order(
-        "tea", 1)
+        "tea", 1
+    )
     assert DefaultSerde(Order | None).deserialize(b"null") is None
     assert DefaultSerde(dict[str, Order]).deserialize(b'{"a": {"item": "t", "quantity": 2}}') == {
-        "a": Order("t", 2)}
+        "a": Order("t", 2)
+    }
     with pytest.raises(msgspec.ValidationError):
         DefaultSerde(int).deserialize(b'"abc"')
     with pytest.raises(msgspec.ValidationError):
@@ -112,9 +121,12 @@ def test_decoding_matches_the_official_sdk() -> None:
 
 # -- through the server -----------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
-def ingress(restate_server: RestateServer, tmp_path_factory: pytest.TempPathFactory,
-            ) -> Iterator[httpx.Client]:
+def ingress(
+    restate_server: RestateServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[httpx.Client]:
     log = tmp_path_factory.mktemp("serde") / "service.log"
     with ServiceProcess("tests.serde_services:app", log_path=log, cwd=ROOT) as service:
         restate_server.register(service.url, force=True)
@@ -123,8 +135,11 @@ def ingress(restate_server: RestateServer, tmp_path_factory: pytest.TempPathFact
 
 
 def _post(client: httpx.Client, handler: str, body: Any) -> httpx.Response:
-    return client.post(f"/Serde/{handler}", content=msgspec.json.encode(body),
-                       headers={"content-type": "application/json"})
+    return client.post(
+        f"/Serde/{handler}",
+        content=msgspec.json.encode(body),
+        headers={"content-type": "application/json"},
+    )
 
 
 def test_every_kind_round_trips_through_the_server(ingress: httpx.Client) -> None:
@@ -134,46 +149,71 @@ def test_every_kind_round_trips_through_the_server(ingress: httpx.Client) -> Non
     assert _post(ingress, "people", group).json() == group[::-1]
     assert _post(ingress, "mirror", {"x": 1, "y": -2}).json() == {"x": -1, "y": 2}
     assert _post(ingress, "ship", {"item": "tea", "quantity": 2}).json() == {
-        "item": "tea", "quantity": 2, "express": True, "note": None}
+        "item": "tea",
+        "quantity": 2,
+        "express": True,
+        "note": None,
+    }
     assert _post(ingress, "rate", {"title": "up", "year": 2009}).json() == {
-        "title": "UP", "year": 2009}
+        "title": "UP",
+        "year": 2009,
+    }
     assert _post(ingress, "complement", "red").json() == "green"
     assert _post(ingress, "complement_strict", "red").json() == "green"
     assert _post(ingress, "label", {"item": "tea", "quantity": 2}).json() == "2 tea (None)"
     assert _post(ingress, "label", None).json() == "nothing"
     assert _post(ingress, "titles", [{"title": "Up"}, {"title": "Big", "year": 1988}]).json() == [
-        "Up", "Big (1988)"]
+        "Up",
+        "Big (1988)",
+    ]
     assert _post(ingress, "anything", [1, "two"]).json() == {"got": [1, "two"]}
     assert _post(ingress, "untyped_to_person", {"name": "Bo", "age": 5}).json() == {
-        "name": "Bo", "age": 5, "addresses": []}
+        "name": "Bo",
+        "age": 5,
+        "addresses": [],
+    }
     assert _post(ingress, "model_without_hint", "Cy").json() == {
-        "name": "Cy", "age": 1, "addresses": []}
-    raw = ingress.post("/Serde/reverse", content=b"\x01\x02\xff",
-                       headers={"content-type": "application/octet-stream"})
+        "name": "Cy",
+        "age": 1,
+        "addresses": [],
+    }
+    raw = ingress.post(
+        "/Serde/reverse",
+        content=b"\x01\x02\xff",
+        headers={"content-type": "application/octet-stream"},
+    )
     assert raw.status_code == 200 and raw.content == b"\xff\x02\x01"
     assert raw.headers["content-type"] == "application/octet-stream"
     csv = ingress.post("/Serde/sort_csv", content=b"b,c,a", headers={"content-type": "text/csv"})
     assert csv.status_code == 200 and csv.content == b"a,b,c"
 
 
-@pytest.mark.parametrize(("handler", "body", "field"), [
-    ("birthday", {"name": "Ann", "age": "old"}, "age"),
-    ("birthday", {"name": "Ann", "age": 1, "addresses": [{"street": "x", "zip_code": "1"}]},
-     "addresses.0.zip_code"),
-    ("ship", {"item": "tea"}, "quantity"),
-    ("mirror", {"x": 1, "y": "up"}, "$.y"),
-    ("complement_strict", "blue", "blue"),
-])
-def test_malformed_input_is_a_400_naming_the_field(ingress: httpx.Client, handler: str,
-                                                   body: Any, field: str) -> None:
+@pytest.mark.parametrize(
+    ("handler", "body", "field"),
+    [
+        ("birthday", {"name": "Ann", "age": "old"}, "age"),
+        (
+            "birthday",
+            {"name": "Ann", "age": 1, "addresses": [{"street": "x", "zip_code": "1"}]},
+            "addresses.0.zip_code",
+        ),
+        ("ship", {"item": "tea"}, "quantity"),
+        ("mirror", {"x": 1, "y": "up"}, "$.y"),
+        ("complement_strict", "blue", "blue"),
+    ],
+)
+def test_malformed_input_is_a_400_naming_the_field(
+    ingress: httpx.Client, handler: str, body: Any, field: str
+) -> None:
     response = _post(ingress, handler, body)
     assert response.status_code == 400, response.text
     message = response.json()["message"]
     assert f"invalid input for Serde/{handler}" in message and field in message, message
 
 
-def test_schemas_reach_the_servers_openapi(restate_server: RestateServer,
-                                           ingress: httpx.Client) -> None:
+def test_schemas_reach_the_servers_openapi(
+    restate_server: RestateServer, ingress: httpx.Client
+) -> None:
     openapi = httpx.get(f"{restate_server.admin_url}/services/Serde/openapi", timeout=10)
     assert openapi.status_code == 200, openapi.text
     text = openapi.text

@@ -23,6 +23,7 @@ def fresh_stats(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _threads_of(action: Any, times: int) -> list[bool]:
     """For each run: True when it ran on the event loop's thread (inline)."""
+
     async def runs() -> list[bool]:
         loop_thread = threading.get_ident()
         seen = []
@@ -61,7 +62,8 @@ def test_lambdas_from_different_invocations_share_their_record() -> None:
 
 
 def test_an_inline_run_that_turns_slow_goes_back_to_threads(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     delay = {"seconds": 0.0}
 
     def sometimes_slow() -> int:

@@ -23,10 +23,16 @@ TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 
 def test_trace_context_parsing() -> None:
     assert incoming_trace_context({}, {"traceparent": TRACEPARENT, "tracestate": "a=1"}) == {
-        "traceparent": TRACEPARENT, "tracestate": "a=1"}
+        "traceparent": TRACEPARENT,
+        "tracestate": "a=1",
+    }
     server_side = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
-    assert incoming_trace_context({"traceparent": server_side},
-                                  {"traceparent": TRACEPARENT})["traceparent"] == server_side
+    assert (
+        incoming_trace_context({"traceparent": server_side}, {"traceparent": TRACEPARENT})[
+            "traceparent"
+        ]
+        == server_side
+    )
     assert incoming_trace_context({}, {"traceparent": "garbage"}) == {}
     # An explicit traceparent on a call is kept as is.
     assert outgoing_trace_headers({"traceparent": "mine"}) == {"traceparent": "mine"}
@@ -45,15 +51,23 @@ def _spans(path: Path, count: int, timeout: float = 20) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
-def test_spans_continue_the_callers_trace(restate_server: RestateServer, tmp_path: Path,
-                                          log_format: str) -> None:
+def test_spans_continue_the_callers_trace(
+    restate_server: RestateServer, tmp_path: Path, log_format: str
+) -> None:
     service = ServiceProcess(
-        "tests.tracing_services:app", log_path=tmp_path / "service.log", cwd=ROOT,
-        env={"FRAMEWORK_TEST_DIR": str(tmp_path), "FRAMEWORK_LOG_FORMAT": log_format})
+        "tests.tracing_services:app",
+        log_path=tmp_path / "service.log",
+        cwd=ROOT,
+        env={"FRAMEWORK_TEST_DIR": str(tmp_path), "FRAMEWORK_LOG_FORMAT": log_format},
+    )
     with service:
         restate_server.register(service.url, force=True)
-        answer = httpx.post(f"{restate_server.ingress_url}/Traced/root", json=41,
-                            headers={"traceparent": TRACEPARENT}, timeout=30)
+        answer = httpx.post(
+            f"{restate_server.ingress_url}/Traced/root",
+            json=41,
+            headers={"traceparent": TRACEPARENT},
+            timeout=30,
+        )
         assert answer.status_code == 200 and answer.json() == 43
         spans = _spans(tmp_path / "spans.jsonl", 4)
     by_name = {span["name"]: span for span in spans}

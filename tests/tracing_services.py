@@ -24,14 +24,19 @@ class FileExporter(SpanExporter):
             for span in spans:
                 context = span.get_span_context()
                 assert context is not None
-                out.write(json.dumps({
-                    "name": span.name,
-                    "trace_id": f"{context.trace_id:032x}",
-                    "span_id": f"{context.span_id:016x}",
-                    "parent_id": f"{span.parent.span_id:016x}" if span.parent else None,
-                    "attributes": dict(span.attributes or {}),
-                    "status": span.status.status_code.name,
-                }) + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "name": span.name,
+                            "trace_id": f"{context.trace_id:032x}",
+                            "span_id": f"{context.span_id:016x}",
+                            "parent_id": f"{span.parent.span_id:016x}" if span.parent else None,
+                            "attributes": dict(span.attributes or {}),
+                            "status": span.status.status_code.name,
+                        }
+                    )
+                    + "\n"
+                )
         return SpanExportResult.SUCCESS
 
 

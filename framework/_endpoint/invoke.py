@@ -198,9 +198,7 @@ class _Pump:
         self.headers = headers
         self.receive = receive
         self.send = send
-        self.machine = StateMachine(
-            version, max_message_size, explicit_recovery=explicit_recovery
-        )
+        self.machine = StateMachine(version, max_message_size, explicit_recovery=explicit_recovery)
         # HTTP/1.1 can only do request/response: the whole journal first, then our answer.
         self.bidirectional = scope.get("http_version") == "2"
         self.body_done = False
