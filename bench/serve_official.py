@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # The official SDK's users serve it with hypercorn, not with our server (read at import).
 os.environ["FRAMEWORK_SERVER"] = "hypercorn"
 
-from framework._serve import serve
+from framework._server.serve import serve
 
 
 def main() -> None:

@@ -6,10 +6,8 @@ module written for it runs here after changing its imports.
 
 from typing import TYPE_CHECKING, Any
 
-from framework._calls import ScopedContext
-from framework._codec import JournalValueCodec, JournalValueCodecProvider
-from framework._combinators import as_completed, gather, select, wait_completed
-from framework._context import (
+from framework._api.combinators import as_completed, gather, select, wait_completed
+from framework._api.context import (
     Context,
     ObjectContext,
     ObjectSharedContext,
@@ -18,16 +16,18 @@ from framework._context import (
     WorkflowContext,
     WorkflowSharedContext,
 )
-from framework._endpoint import RestateApp, app
-from framework._futures import (
+from framework._api.futures import (
     DurablePromise,
     RestateDurableCallFuture,
     RestateDurableFuture,
     RestateDurableSleepFuture,
     SendHandle,
 )
-from framework._logging import RestateLoggingFilter, getLogger
-from framework._services import InvocationRetryPolicy, Service, VirtualObject, Workflow
+from framework._api.services import InvocationRetryPolicy, Service, VirtualObject, Workflow
+from framework._api.targets import ScopedContext
+from framework._endpoint import RestateApp, app
+from framework._runtime.codec import JournalValueCodec, JournalValueCodecProvider
+from framework._runtime.logging import RestateLoggingFilter, getLogger
 from framework.exceptions import (
     RetryableError,
     SdkInternalBaseException,

@@ -33,7 +33,7 @@ from framework._devserver import (
     user_source_files,
     watch_set,
 )
-from framework._serve import (
+from framework._server.serve import (
     GRACEFUL_TIMEOUT,
     LOG_LEVELS,
     MODULES_FILE_ENV,

@@ -2,7 +2,7 @@
 
 from typing import TypeVar
 
-from framework._services import Service, VirtualObject, Workflow, handler_from_callable
+from framework._api.services import Service, VirtualObject, Workflow, handler_from_callable
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """The official SDK's ``restate.asyncio``: combinators over durable futures."""
 
-from framework._combinators import as_completed, gather, select, wait_completed
-from framework._futures import RestateDurableFuture
+from framework._api.combinators import as_completed, gather, select, wait_completed
+from framework._api.futures import RestateDurableFuture
 from framework.exceptions import TerminalError
 
 __all__ = [

@@ -27,9 +27,9 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast, overload
 
-from framework._calls import KIND_NAMES, HandlerType, resolve_handler
-from framework._codec import JournalValueCodec
-from framework._services import Handler, Workflow, handler_from_callable
+from framework._api.services import Handler, Workflow, handler_from_callable
+from framework._api.targets import KIND_NAMES, HandlerType, resolve_handler
+from framework._runtime.codec import JournalValueCodec
 from framework.serde import BytesSerde, JsonSerde, Serde
 
 if TYPE_CHECKING:

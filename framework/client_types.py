@@ -2,7 +2,7 @@
 
 from typing import TypeVar
 
-from framework._calls import HandlerType
+from framework._api.targets import HandlerType
 from framework.client import HttpError, RestateClient, RestateClientSendHandle, RestateScopedClient
 
 I = TypeVar("I")  # noqa: E741 - the official SDK's name

@@ -3,8 +3,7 @@
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from framework._calls import HandlerType, ScopedContext
-from framework._context import (
+from framework._api.context import (
     AttemptFinishedEvent,
     Context,
     KeyValueStore,
@@ -15,13 +14,14 @@ from framework._context import (
     WorkflowContext,
     WorkflowSharedContext,
 )
-from framework._futures import (
+from framework._api.futures import (
     DurablePromise,
     RestateDurableCallFuture,
     RestateDurableFuture,
     RestateDurableSleepFuture,
     SendHandle,
 )
+from framework._api.targets import HandlerType, ScopedContext
 from framework.serde import DefaultSerde, Serde
 
 T = TypeVar("T")

@@ -1,6 +1,6 @@
-"""The official SDK's ``restate.entry_codec``: journal value codecs (see ``framework._codec``:
-what passes through one, and where to configure it)."""
+"""The official SDK's ``restate.entry_codec``: journal value codecs (see
+``framework._runtime.codec``: what passes through one, and where to configure it)."""
 
-from framework._codec import JournalValueCodec, JournalValueCodecProvider
+from framework._runtime.codec import JournalValueCodec, JournalValueCodecProvider
 
 __all__ = ["JournalValueCodec", "JournalValueCodecProvider"]

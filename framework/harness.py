@@ -29,9 +29,9 @@ from collections.abc import Coroutine, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from framework._codec import JournalValueCodec
 from framework._devserver import RestateServer, free_port
-from framework._serve import ASGIApp
+from framework._runtime.codec import JournalValueCodec
+from framework._server.serve import ASGIApp
 from framework.client import create_client
 from framework.testing import (
     DEFAULT_RESTATE_IMAGE,

@@ -2,7 +2,7 @@
 
 from typing import TypeVar
 
-from framework._services import Handler, InvocationRetryPolicy, ServiceTag, VirtualObject
+from framework._api.services import Handler, InvocationRetryPolicy, ServiceTag, VirtualObject
 from framework.serde import DefaultSerde, Serde
 
 T = TypeVar("T")

@@ -1,5 +1,5 @@
 """The official SDK's ``restate.retry_policy``: how the server retries a failing invocation."""
 
-from framework._services import InvocationRetryPolicy
+from framework._api.services import InvocationRetryPolicy
 
 __all__ = ["InvocationRetryPolicy"]

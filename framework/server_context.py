@@ -3,14 +3,14 @@ current context, per-attempt extension data and the replay flag. (The official m
 its invocation runtime; ours lives in private modules and is not importable by these names.)
 """
 
-from framework._context import (
+from framework._api.context import (
     AttemptFinishedEvent,
     Context,
     ObjectContext,
     Request,
     RunOptions,
 )
-from framework._extensions import (
+from framework._api.extensions import (
     auto_close_extension_data,
     clear_extension_data,
     current_context,
@@ -18,7 +18,7 @@ from framework._extensions import (
     restate_context_is_replaying,
     set_extension_data,
 )
-from framework._futures import (
+from framework._api.futures import (
     DurablePromise,
     RestateDurableCallFuture,
     RestateDurableFuture,

@@ -2,7 +2,7 @@
 
 from typing import TypeVar
 
-from framework._services import Handler, InvocationRetryPolicy, Service, ServiceTag
+from framework._api.services import Handler, InvocationRetryPolicy, Service, ServiceTag
 from framework.serde import DefaultSerde, Serde
 
 T = TypeVar("T")

@@ -43,7 +43,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self
 
-from framework._codec import JournalValueCodec
 from framework._devserver import (
     RESTATE_SERVER_VERSION,
     RestateServer,
@@ -51,7 +50,8 @@ from framework._devserver import (
     ServiceProcess,
     free_port,
 )
-from framework._serve import ASGIApp, granian_options, load_app, serve_embedded
+from framework._runtime.codec import JournalValueCodec
+from framework._server.serve import ASGIApp, granian_options, load_app, serve_embedded
 
 if TYPE_CHECKING:
     import httpx

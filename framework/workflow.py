@@ -2,7 +2,7 @@
 
 from typing import TypeVar
 
-from framework._services import Handler, InvocationRetryPolicy, ServiceTag, Workflow
+from framework._api.services import Handler, InvocationRetryPolicy, ServiceTag, Workflow
 from framework.serde import DefaultSerde, Serde
 
 T = TypeVar("T")

@@ -28,7 +28,7 @@ from framework._devserver import (
     free_port,
     port_is_free,
 )
-from framework._serve import GRACEFUL_TIMEOUT
+from framework._server.serve import GRACEFUL_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -35,7 +35,7 @@ import httpx
 
 from framework.__main__ import _parser
 from framework._devserver import RESTATE_SERVER_VERSION, free_port
-from framework._serve import GRACEFUL_TIMEOUT
+from framework._server.serve import GRACEFUL_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -21,7 +21,7 @@ from framework._devserver import (
     free_port,
     port_is_free,
 )
-from framework._serve import AppLoadError, hypercorn_config, load_app
+from framework._server.serve import AppLoadError, hypercorn_config, load_app
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from framework import _sync_steps
-from framework._sync_steps import PROVEN_RUNS, run_sync
+from framework._runtime import steps as _sync_steps
+from framework._runtime.steps import PROVEN_RUNS, run_sync
 
 
 @pytest.fixture(autouse=True)

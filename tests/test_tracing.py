@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from framework._devserver import RestateServer, ServiceProcess
-from framework._tracing import incoming_trace_context, outgoing_trace_headers
+from framework._runtime.tracing import incoming_trace_context, outgoing_trace_headers
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -14,7 +14,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, Router
 
-from framework._codec import CodecSource, JournalValueCodec, JournalValueCodecProvider
+from framework._api.services import AnyService, Handler
 from framework._endpoint.discovery import (
     MANIFEST_CONTENT_TYPES,
     ManifestError,
@@ -24,7 +24,7 @@ from framework._endpoint.discovery import (
 from framework._endpoint.identity import IdentityError, IdentityVerifier
 from framework._endpoint.invoke import SERVER_HEADER, InvokeEndpoint, drain_body
 from framework._protocol import MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, ProtocolVersion
-from framework._services import AnyService, Handler
+from framework._runtime.codec import CodecSource, JournalValueCodec, JournalValueCodecProvider
 from framework.aws_lambda import is_running_on_lambda, wrap_asgi_as_lambda_handler
 
 logger = logging.getLogger("framework")

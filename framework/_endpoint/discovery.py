@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from framework._services import AnyService, Handler, HandlerOptions
+from framework._api.services import AnyService, Handler, HandlerOptions
 from framework.serde import Serde
 
 MANIFEST_CONTENT_TYPES = {

@@ -12,8 +12,7 @@ import gc
 import logging
 from typing import Any, cast
 
-from framework._codec import CodecSource, JournalValueCodec
-from framework._context import (
+from framework._api.context import (
     AttemptFinishedEvent,
     Context,
     ObjectContext,
@@ -22,7 +21,7 @@ from framework._context import (
     WorkflowContext,
     WorkflowSharedContext,
 )
-from framework._invocation import Invocation
+from framework._api.services import AnyService, Handler
 from framework._journal import StateMachine
 from framework._protocol import (
     Failure,
@@ -33,8 +32,9 @@ from framework._protocol import (
     content_type,
     parse_content_type,
 )
-from framework._services import AnyService, Handler
-from framework._tracing import handler_span, incoming_trace_context
+from framework._runtime.codec import CodecSource, JournalValueCodec
+from framework._runtime.invocation import Invocation
+from framework._runtime.tracing import handler_span, incoming_trace_context
 from framework.exceptions import TerminalError
 from framework.serde import describe_decode_error
 

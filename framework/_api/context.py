@@ -16,17 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
-from framework._calls import (
-    HandlerType,
-    ScopedContext,
-    Target,
-    check_awakeable_id,
-    check_scope,
-    check_scope_name,
-    resolve_target,
-    to_headers,
-)
-from framework._futures import (
+from framework._api.futures import (
     NONE_SERDE,
     CompletedFuture,
     DurablePromise,
@@ -37,7 +27,16 @@ from framework._futures import (
     SendHandle,
     StateKeysFuture,
 )
-from framework._invocation import AttemptFinished, Invocation, inside_run
+from framework._api.targets import (
+    HandlerType,
+    ScopedContext,
+    Target,
+    check_awakeable_id,
+    check_scope,
+    check_scope_name,
+    resolve_target,
+    to_headers,
+)
 from framework._journal import StateMachine
 from framework._protocol import (
     AttachInvocationCommandMessage,
@@ -50,7 +49,8 @@ from framework._protocol import (
     PeekPromiseCommandMessage,
     SleepCommandMessage,
 )
-from framework._tracing import outgoing_trace_headers
+from framework._runtime.invocation import AttemptFinished, Invocation, inside_run
+from framework._runtime.tracing import outgoing_trace_headers
 from framework.serde import BytesSerde, DefaultSerde, Serde, return_hint
 
 T = TypeVar("T")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from framework._futures import RestateDurableFuture
-from framework._invocation import Invocation
+from framework._api.futures import RestateDurableFuture
 from framework._journal import Key
+from framework._runtime.invocation import Invocation
 
 
 async def gather(*futures: RestateDurableFuture[Any]) -> list[RestateDurableFuture[Any]]:

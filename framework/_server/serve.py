@@ -35,7 +35,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
-from framework._logging import configure_default_logging
+from framework._runtime.logging import configure_default_logging
 
 if TYPE_CHECKING:  # hypercorn is optional: pip install 'framework[hypercorn]'
     from hypercorn.config import Config, Sockets

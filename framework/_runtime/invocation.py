@@ -18,10 +18,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from framework._journal import VOID, JournalMismatch, Key, Result, StateMachine
-from framework._logging import current_invocation
 from framework._protocol import Failure, FailureMetadata, ProtocolError
-from framework._sync_steps import run_sync
-from framework._tracing import run_span
+from framework._runtime.logging import current_invocation
+from framework._runtime.steps import run_sync
+from framework._runtime.tracing import run_span
 from framework.exceptions import (
     RetryableError,
     SdkInternalBaseException,
@@ -31,8 +31,8 @@ from framework.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from framework._codec import JournalValueCodec
-    from framework._context import RunOptions
+    from framework._api.context import RunOptions
+    from framework._runtime.codec import JournalValueCodec
     from framework.serde import Serde
 
 # Set inside a ctx.run closure (its task or worker thread), so context calls there fail loudly.

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from framework._invocation import close_extension_values
-from framework._logging import current_invocation
+from framework._runtime.invocation import close_extension_values
+from framework._runtime.logging import current_invocation
 
 if TYPE_CHECKING:
-    from framework._context import Context
-    from framework._invocation import Invocation
+    from framework._api.context import Context
+    from framework._runtime.invocation import Invocation
 
 P = ParamSpec("P")
 T = TypeVar("T")

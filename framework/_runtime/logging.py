@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from framework._tracing import current_trace_id
+from framework._runtime.tracing import current_trace_id
 
 if TYPE_CHECKING:
-    from framework._invocation import Invocation
+    from framework._runtime.invocation import Invocation
 
 # The invocation whose handler (or ctx.run closure) is running in this task.
 current_invocation: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar(

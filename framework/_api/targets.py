@@ -11,15 +11,15 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from framework._futures import RestateDurableCallFuture, SendHandle
+from framework._api.futures import RestateDurableCallFuture, SendHandle
 from framework._journal import StateMachine
 from framework._protocol import Header, ProtocolVersion
 from framework.exceptions import TerminalError
 from framework.serde import DefaultSerde, Serde
 
 if TYPE_CHECKING:
-    from framework._context import Context
-    from framework._services import Handler
+    from framework._api.context import Context
+    from framework._api.services import Handler
 
 I = TypeVar("I")  # noqa: E741 - the official SDK's name for a handler's input type
 O = TypeVar("O")  # noqa: E741 - and for its output type

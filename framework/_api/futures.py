@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Generator
 from typing import Any, Generic, TypeVar
 
-from framework._invocation import Invocation, await_result, result_to_value
 from framework._journal import Key, Result
+from framework._runtime.invocation import Invocation, await_result, result_to_value
 from framework.serde import DefaultSerde, Serde
 
 T = TypeVar("T")
