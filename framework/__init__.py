@@ -13,6 +13,7 @@ from framework._api.context import (
     ObjectSharedContext,
     Request,
     RunOptions,
+    ScopedContext,
     WorkflowContext,
     WorkflowSharedContext,
 )
@@ -24,7 +25,6 @@ from framework._api.futures import (
     SendHandle,
 )
 from framework._api.services import InvocationRetryPolicy, Service, VirtualObject, Workflow
-from framework._api.targets import ScopedContext
 from framework._endpoint import RestateApp, app
 from framework._runtime.codec import JournalValueCodec, JournalValueCodecProvider
 from framework._runtime.logging import RestateLoggingFilter, getLogger

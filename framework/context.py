@@ -11,6 +11,7 @@ from framework._api.context import (
     ObjectSharedContext,
     Request,
     RunOptions,
+    ScopedContext,
     WorkflowContext,
     WorkflowSharedContext,
 )
@@ -21,7 +22,7 @@ from framework._api.futures import (
     RestateDurableSleepFuture,
     SendHandle,
 )
-from framework._api.targets import HandlerType, ScopedContext
+from framework._api.targets import HandlerType
 from framework.serde import DefaultSerde, Serde
 
 T = TypeVar("T")

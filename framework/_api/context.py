@@ -12,9 +12,9 @@ import random as _random
 import time as _time
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from framework._api.futures import (
     NONE_SERDE,
@@ -29,7 +29,6 @@ from framework._api.futures import (
 )
 from framework._api.targets import (
     HandlerType,
-    ScopedContext,
     Target,
     check_awakeable_id,
     check_scope,
@@ -38,18 +37,9 @@ from framework._api.targets import (
     to_headers,
 )
 from framework._journal import StateMachine
-from framework._protocol import (
-    AttachInvocationCommandMessage,
-    CallCommandMessage,
-    CompleteAwakeableCommandMessage,
-    CompletePromiseCommandMessage,
-    Failure,
-    GetPromiseCommandMessage,
-    OneWayCallCommandMessage,
-    PeekPromiseCommandMessage,
-    SleepCommandMessage,
-)
+from framework._protocol import Failure
 from framework._runtime.invocation import AttemptFinished, Invocation, inside_run
+from framework._runtime.options import DEFAULT_RUN_OPTIONS, RunOptions
 from framework._runtime.tracing import outgoing_trace_headers
 from framework.serde import BytesSerde, DefaultSerde, Serde, return_hint
 
@@ -57,28 +47,6 @@ T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741 - the official SDK's name for a handler's input type
 O = TypeVar("O")  # noqa: E741 - and for its output type
 P = ParamSpec("P")
-
-
-@dataclass
-class RunOptions(Generic[T]):
-    """How ``ctx.run_typed`` serializes a step's result and retries a failing closure.
-
-    With no retry field set, a failing closure is retried forever with the server's
-    policy. Once ``max_attempts`` or ``max_duration`` is reached the step is recorded as
-    a TerminalError, which the handler can catch.
-    """
-
-    serde: Serde[T] = field(default_factory=DefaultSerde)
-    type_hint: type[T] | None = None
-    max_attempts: int | None = None
-    max_duration: timedelta | None = None
-    initial_retry_interval: timedelta | None = None
-    max_retry_interval: timedelta | None = None
-    retry_interval_factor: float | None = None
-    max_retry_duration: timedelta | None = None
-
-
-_DEFAULT_RUN_OPTIONS: RunOptions[Any] = RunOptions()
 
 
 class AttemptFinishedEvent(abc.ABC):
@@ -151,25 +119,15 @@ class _WorkflowPromise(DurablePromise[T]):
         """Wait until the promise is resolved and return its value (raise if rejected)."""
         context = self._context
         machine = context._machine()
-        completion_id = machine.next_completion_id()
-        recorded = machine.add_command(
-            GetPromiseCommandMessage(key=self.name, result_completion_id=completion_id)
-        )
-        return RestateDurableFuture(
-            context._invocation, _recorded_id(recorded, completion_id), self.serde
-        )
+        return RestateDurableFuture(context._invocation, machine.get_promise(self.name), self.serde)
 
     def peek(self) -> RestateDurableFuture[T | None]:
         """The promise's value if it is resolved already, else None (raise if rejected)."""
         context = self._context
         machine = context._machine()
-        completion_id = machine.next_completion_id()
-        recorded = machine.add_command(
-            PeekPromiseCommandMessage(key=self.name, result_completion_id=completion_id)
-        )
         return RestateDurableFuture(
             context._invocation,
-            _recorded_id(recorded, completion_id),
+            machine.peek_promise(self.name),
             self.serde,  # type: ignore[arg-type]
         )
 
@@ -184,22 +142,9 @@ class _WorkflowPromise(DurablePromise[T]):
     def _complete(self, outcome: bytes | Failure) -> RestateDurableFuture[None]:
         context = self._context
         machine = context._machine()
-        completion_id = machine.next_completion_id()
-        command = CompletePromiseCommandMessage(key=self.name, result_completion_id=completion_id)
-        if isinstance(outcome, Failure):
-            command.completion_failure = outcome
-        else:
-            command.completion_value = outcome
-        recorded = machine.add_command(command)
+        completion_id = machine.complete_promise(self.name, outcome)
         context._invocation.wrote()
-        return RestateDurableFuture(
-            context._invocation, _recorded_id(recorded, completion_id), NONE_SERDE
-        )
-
-
-def _recorded_id(recorded: Any, completion_id: int) -> int:
-    """The completion id the journal recorded for a command (ours when it is new)."""
-    return completion_id if recorded is None else int(recorded.result_completion_id)
+        return RestateDurableFuture(context._invocation, completion_id, NONE_SERDE)
 
 
 class Context:
@@ -283,7 +228,7 @@ class Context:
         The result's type (for decoding it on replay) is ``options.type_hint``, else the
         action's return annotation.
         """
-        options = options if options is not None else _DEFAULT_RUN_OPTIONS
+        options = options if options is not None else DEFAULT_RUN_OPTIONS
         serde: Serde[Any] = options.serde
         if isinstance(serde, DefaultSerde) and serde.type_hint is None:
             hint = options.type_hint or return_hint(action)
@@ -317,17 +262,10 @@ class Context:
     def sleep(self, delta: timedelta, name: str | None = None) -> RestateDurableSleepFuture:
         """A durable timer; the invocation may suspend while it runs and resume after."""
         machine = self._machine()
-        completion_id = machine.next_completion_id()
         wake_up = int(_time.time() * 1000 + delta / timedelta(milliseconds=1))
-        recorded = machine.add_command(
-            SleepCommandMessage(
-                wake_up_time=wake_up, result_completion_id=completion_id, name=name or ""
-            )
-        )
+        completion_id = machine.sleep(wake_up, name or "")
         self._invocation.wrote()
-        return RestateDurableSleepFuture(
-            self._invocation, _recorded_id(recorded, completion_id), NONE_SERDE
-        )
+        return RestateDurableSleepFuture(self._invocation, completion_id, NONE_SERDE)
 
     # --- calling other handlers ------------------------------------------------------------
 
@@ -461,26 +399,17 @@ class Context:
         limit_key: str | None = None,
     ) -> RestateDurableCallFuture[Any]:
         machine = self._machine()
-        check_scope(machine, scope, limit_key)
-        invocation_id_key = machine.next_completion_id()
-        result_key = machine.next_completion_id()
-        recorded = machine.add_command(
-            CallCommandMessage(
-                service_name=target.service,
-                handler_name=target.handler,
-                parameter=self._invocation.encode(target.input_serde.serialize(arg)),
-                headers=to_headers(outgoing_trace_headers(headers)),
-                key=key or "",
-                idempotency_key=idempotency_key,
-                scope=scope,
-                limit_key=limit_key,
-                invocation_id_notification_idx=invocation_id_key,
-                result_completion_id=result_key,
-            )
+        check_scope(machine.version, scope, limit_key)
+        invocation_id_key, result_key = machine.call(
+            target.service,
+            target.handler,
+            self._invocation.encode(target.input_serde.serialize(arg)),
+            key=key or "",
+            headers=to_headers(outgoing_trace_headers(headers)),
+            idempotency_key=idempotency_key,
+            scope=scope,
+            limit_key=limit_key,
         )
-        if recorded is not None:
-            invocation_id_key = recorded.invocation_id_notification_idx
-            result_key = recorded.result_completion_id
         invocation = self._invocation
         invocation.track_child_call(invocation_id_key)
         invocation.wrote()
@@ -500,27 +429,21 @@ class Context:
         limit_key: str | None = None,
     ) -> SendHandle:
         machine = self._machine()
-        check_scope(machine, scope, limit_key)
-        invocation_id_key = machine.next_completion_id()
+        check_scope(machine.version, scope, limit_key)
         invoke_time = 0
         if send_delay:
             invoke_time = int(_time.time() * 1000 + send_delay / timedelta(milliseconds=1))
-        recorded = machine.add_command(
-            OneWayCallCommandMessage(
-                service_name=target.service,
-                handler_name=target.handler,
-                parameter=self._invocation.encode(target.input_serde.serialize(arg)),
-                invoke_time=invoke_time,
-                headers=to_headers(outgoing_trace_headers(headers)),
-                key=key or "",
-                idempotency_key=idempotency_key,
-                scope=scope,
-                limit_key=limit_key,
-                invocation_id_notification_idx=invocation_id_key,
-            )
+        invocation_id_key = machine.send(
+            target.service,
+            target.handler,
+            self._invocation.encode(target.input_serde.serialize(arg)),
+            key=key or "",
+            invoke_time_ms=invoke_time,
+            headers=to_headers(outgoing_trace_headers(headers)),
+            idempotency_key=idempotency_key,
+            scope=scope,
+            limit_key=limit_key,
         )
-        if recorded is not None:
-            invocation_id_key = recorded.invocation_id_notification_idx
         self._invocation.wrote()
         return SendHandle(self._invocation, invocation_id_key)
 
@@ -542,16 +465,9 @@ class Context:
         if not invocation_id:
             raise ValueError("attach_invocation needs an invocation id (inv_...)")
         machine = self._machine()
-        completion_id = machine.next_completion_id()
-        recorded = machine.add_command(
-            AttachInvocationCommandMessage(
-                invocation_id=invocation_id, result_completion_id=completion_id
-            )
-        )
+        completion_id = machine.attach_invocation(invocation_id)
         self._invocation.wrote()
-        return RestateDurableFuture(
-            self._invocation, _recorded_id(recorded, completion_id), _serde_for(serde, type_hint)
-        )
+        return RestateDurableFuture(self._invocation, completion_id, _serde_for(serde, type_hint))
 
     # --- awakeables and signals ------------------------------------------------------------
 
@@ -573,18 +489,14 @@ class Context:
         """Complete the awakeable ``name`` (an id from ``ctx.awakeable()``) with ``value``."""
         check_awakeable_id(name)
         payload = self._invocation.encode(_serde_for(serde, type(value)).serialize(value))
-        self._machine().add_command(
-            CompleteAwakeableCommandMessage(awakeable_id=name, value=payload)
-        )
+        self._machine().complete_awakeable(name, payload)
         self._invocation.wrote()
 
     def reject_awakeable(self, name: str, failure_message: str, failure_code: int = 500) -> None:
         """Fail the awakeable ``name``: its awaiter gets TerminalError(failure_message)."""
         check_awakeable_id(name)
         failure = Failure(code=failure_code, message=failure_message)
-        self._machine().add_command(
-            CompleteAwakeableCommandMessage(awakeable_id=name, failure=failure)
-        )
+        self._machine().complete_awakeable(name, failure)
         self._invocation.wrote()
 
     def signal(
@@ -709,6 +621,101 @@ class WorkflowContext(ObjectContext):
     ) -> DurablePromise[T]:
         """The workflow's durable promise ``name`` (shared with its other handlers)."""
         return _WorkflowPromise(self, name, _serde_for(serde, type_hint))
+
+
+class ScopedContext:
+    """``ctx.scope(name)``: the calls and sends of a context, within one scope."""
+
+    __slots__ = ("_context", "_scope")
+
+    def __init__(self, context: Context, scope: str) -> None:
+        self._context = context
+        self._scope = scope
+
+    def service_call(
+        self,
+        tpe: HandlerType[I, O],
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        target = resolve_target(tpe, "service", "service_call")
+        return self._context._call(
+            target, None, arg, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def service_send(
+        self,
+        tpe: HandlerType[I, O],
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        target = resolve_target(tpe, "service", "service_send")
+        return self._context._send(
+            target, None, arg, send_delay, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def object_call(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        target = resolve_target(tpe, "object", "object_call")
+        return self._context._call(
+            target, key, arg, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def object_send(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        target = resolve_target(tpe, "object", "object_send")
+        return self._context._send(
+            target, key, arg, send_delay, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def workflow_call(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        target = resolve_target(tpe, "workflow", "workflow_call")
+        return self._context._call(
+            target, key, arg, idempotency_key, headers, self._scope, limit_key
+        )
+
+    def workflow_send(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        target = resolve_target(tpe, "workflow", "workflow_send")
+        return self._context._send(
+            target, key, arg, send_delay, idempotency_key, headers, self._scope, limit_key
+        )
 
 
 __all__ = [

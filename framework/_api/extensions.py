@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from framework._runtime.invocation import close_extension_values
-from framework._runtime.logging import current_invocation
+from framework._runtime.invocation import close_extension_values, current_invocation
 
 if TYPE_CHECKING:
     from framework._api.context import Context

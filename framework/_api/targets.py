@@ -1,24 +1,21 @@
-"""Where a call goes and how: handler references, scopes, headers, awakeable ids.
+"""Where a call goes: handler references, scopes, headers, awakeable ids.
 
-The checks here fail at the call site, with the fix in the message, instead of letting a
-wrong target reach the server.
+A leaf: the ingress client resolves its targets here without loading the invocation
+runtime. The checks fail at the call site, with the fix in the message, instead of letting
+a wrong target reach the server.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from framework._api.futures import RestateDurableCallFuture, SendHandle
-from framework._journal import StateMachine
 from framework._protocol import Header, ProtocolVersion
 from framework.exceptions import TerminalError
 from framework.serde import DefaultSerde, Serde
 
 if TYPE_CHECKING:
-    from framework._api.context import Context
     from framework._api.services import Handler
 
 I = TypeVar("I")  # noqa: E741 - the official SDK's name for a handler's input type
@@ -26,101 +23,6 @@ O = TypeVar("O")  # noqa: E741 - and for its output type
 
 
 HandlerType = Callable[[Any, I], Awaitable[O]] | Callable[[Any], Awaitable[O]] | str
-
-
-class ScopedContext:
-    """``ctx.scope(name)``: the calls and sends of a context, within one scope."""
-
-    __slots__ = ("_context", "_scope")
-
-    def __init__(self, context: Context, scope: str) -> None:
-        self._context = context
-        self._scope = scope
-
-    def service_call(
-        self,
-        tpe: HandlerType[I, O],
-        arg: I,
-        limit_key: str | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> RestateDurableCallFuture[O]:
-        target = resolve_target(tpe, "service", "service_call")
-        return self._context._call(
-            target, None, arg, idempotency_key, headers, self._scope, limit_key
-        )
-
-    def service_send(
-        self,
-        tpe: HandlerType[I, O],
-        arg: I,
-        send_delay: timedelta | None = None,
-        limit_key: str | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> SendHandle:
-        target = resolve_target(tpe, "service", "service_send")
-        return self._context._send(
-            target, None, arg, send_delay, idempotency_key, headers, self._scope, limit_key
-        )
-
-    def object_call(
-        self,
-        tpe: HandlerType[I, O],
-        key: str,
-        arg: I,
-        limit_key: str | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> RestateDurableCallFuture[O]:
-        target = resolve_target(tpe, "object", "object_call")
-        return self._context._call(
-            target, key, arg, idempotency_key, headers, self._scope, limit_key
-        )
-
-    def object_send(
-        self,
-        tpe: HandlerType[I, O],
-        key: str,
-        arg: I,
-        send_delay: timedelta | None = None,
-        limit_key: str | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> SendHandle:
-        target = resolve_target(tpe, "object", "object_send")
-        return self._context._send(
-            target, key, arg, send_delay, idempotency_key, headers, self._scope, limit_key
-        )
-
-    def workflow_call(
-        self,
-        tpe: HandlerType[I, O],
-        key: str,
-        arg: I,
-        limit_key: str | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> RestateDurableCallFuture[O]:
-        target = resolve_target(tpe, "workflow", "workflow_call")
-        return self._context._call(
-            target, key, arg, idempotency_key, headers, self._scope, limit_key
-        )
-
-    def workflow_send(
-        self,
-        tpe: HandlerType[I, O],
-        key: str,
-        arg: I,
-        send_delay: timedelta | None = None,
-        limit_key: str | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> SendHandle:
-        target = resolve_target(tpe, "workflow", "workflow_send")
-        return self._context._send(
-            target, key, arg, send_delay, idempotency_key, headers, self._scope, limit_key
-        )
 
 
 _AWAKEABLE_ID = re.compile(r"^(sign_1|prom_1)[A-Za-z0-9_-]{27,}$")
@@ -147,7 +49,7 @@ def check_scope_name(scope: str) -> None:
         )
 
 
-def check_scope(machine: StateMachine, scope: str | None, limit_key: str | None) -> None:
+def check_scope(version: ProtocolVersion, scope: str | None, limit_key: str | None) -> None:
     if scope is None:
         if limit_key is not None:
             raise ValueError("limit_key needs a scope: ctx.scope(name).service_call(...)")
@@ -160,10 +62,10 @@ def check_scope(machine: StateMachine, scope: str | None, limit_key: str | None)
                 f"invalid limit_key {limit_key!r}: one or two levels separated by '/', each "
                 "1 to 36 of the characters a-z A-Z 0-9 _ . -"
             )
-    if machine.version < ProtocolVersion.V7:
+    if version < ProtocolVersion.V7:
         raise RuntimeError(
             f"scoped calls need service protocol v7, but this invocation runs on "
-            f"v{int(machine.version)}: start restate-server with "
+            f"v{int(version)}: start restate-server with "
             "RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7=true and "
             "RESTATE_EXPERIMENTAL_ENABLE_VQUEUES=true"
         )
@@ -225,7 +127,6 @@ def to_headers(headers: dict[str, str] | None) -> list[Header]:
 
 __all__ = [
     "HandlerType",
-    "ScopedContext",
     "Target",
     "check_awakeable_id",
     "check_scope",

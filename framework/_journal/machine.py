@@ -16,9 +16,12 @@ from typing import Any, Final
 from framework._protocol import (
     MESSAGE_TYPES,
     REQUESTED_ACK_FLAG,
+    AttachInvocationCommandMessage,
     CallCommandMessage,
     ClearAllStateCommandMessage,
     ClearStateCommandMessage,
+    CompleteAwakeableCommandMessage,
+    CompletePromiseCommandMessage,
     EndMessage,
     ErrorMessage,
     Failure,
@@ -29,9 +32,12 @@ from framework._protocol import (
     GetLazyStateCommandMessage,
     GetLazyStateKeysCommandMessage,
     GetLazyStateKeysCompletionNotificationMessage,
+    GetPromiseCommandMessage,
+    Header,
     InputCommandMessage,
     OneWayCallCommandMessage,
     OutputCommandMessage,
+    PeekPromiseCommandMessage,
     ProposeRunCompletionAckMessage,
     ProposeRunCompletionMessage,
     ProtocolError,
@@ -40,6 +46,7 @@ from framework._protocol import (
     SendSignalCommandMessage,
     SetStateCommandMessage,
     SignalNotificationMessage,
+    SleepCommandMessage,
     StartMessage,
     SuspensionMessage,
     decode_message,
@@ -612,9 +619,128 @@ class StateMachine:
         else:
             self._outbox.append(encode_frame(proposal))
 
-    def add_command(self, command: Any) -> Any:
-        """Journal any other command (calls, sleeps, ...); returns the recorded one on replay."""
-        return self._command(command)
+    def _awaited_command(self, command: Any) -> int:
+        """Journal a command whose result arrives as a completion; returns its completion id
+        (the journal's on replay)."""
+        recorded = self._command(command)
+        if recorded is None:
+            return int(command.result_completion_id)
+        completion_id = int(recorded.result_completion_id)
+        self._next_completion_id = max(self._next_completion_id, completion_id + 1)
+        return completion_id
+
+    def sleep(self, wake_up_time_ms: int, name: str = "") -> int:
+        """A durable timer firing at ``wake_up_time_ms`` (Unix ms); its completion id."""
+        return self._awaited_command(
+            SleepCommandMessage(
+                wake_up_time=wake_up_time_ms,
+                result_completion_id=self._next_completion(),
+                name=name,
+            )
+        )
+
+    def call(
+        self,
+        service: str,
+        handler: str,
+        parameter: bytes,
+        *,
+        key: str = "",
+        headers: list[Header] | None = None,
+        idempotency_key: str | None = None,
+        scope: str | None = None,
+        limit_key: str | None = None,
+    ) -> tuple[int, int]:
+        """Call another handler: (the key of its invocation id, the key of its result)."""
+        command = CallCommandMessage(
+            service_name=service,
+            handler_name=handler,
+            parameter=parameter,
+            headers=headers or [],
+            key=key,
+            idempotency_key=idempotency_key,
+            scope=scope,
+            limit_key=limit_key,
+            invocation_id_notification_idx=self._next_completion(),
+            result_completion_id=self._next_completion(),
+        )
+        recorded = self._command(command) or command
+        ids = recorded.invocation_id_notification_idx, recorded.result_completion_id
+        self._next_completion_id = max(self._next_completion_id, max(ids) + 1)
+        return ids
+
+    def send(
+        self,
+        service: str,
+        handler: str,
+        parameter: bytes,
+        *,
+        key: str = "",
+        invoke_time_ms: int = 0,
+        headers: list[Header] | None = None,
+        idempotency_key: str | None = None,
+        scope: str | None = None,
+        limit_key: str | None = None,
+    ) -> int:
+        """Send to another handler (at ``invoke_time_ms``, 0 = now): the key of the new
+        invocation's id."""
+        command = OneWayCallCommandMessage(
+            service_name=service,
+            handler_name=handler,
+            parameter=parameter,
+            invoke_time=invoke_time_ms,
+            headers=headers or [],
+            key=key,
+            idempotency_key=idempotency_key,
+            scope=scope,
+            limit_key=limit_key,
+            invocation_id_notification_idx=self._next_completion(),
+        )
+        recorded = self._command(command) or command
+        notification_id = int(recorded.invocation_id_notification_idx)
+        self._next_completion_id = max(self._next_completion_id, notification_id + 1)
+        return notification_id
+
+    def attach_invocation(self, invocation_id: str) -> int:
+        """Wait for another invocation's result: its completion id."""
+        return self._awaited_command(
+            AttachInvocationCommandMessage(
+                invocation_id=invocation_id, result_completion_id=self._next_completion()
+            )
+        )
+
+    def get_promise(self, name: str) -> int:
+        """A workflow promise's value, once resolved: its completion id."""
+        return self._awaited_command(
+            GetPromiseCommandMessage(key=name, result_completion_id=self._next_completion())
+        )
+
+    def peek_promise(self, name: str) -> int:
+        """A workflow promise's value if resolved already (void if not): its completion id."""
+        return self._awaited_command(
+            PeekPromiseCommandMessage(key=name, result_completion_id=self._next_completion())
+        )
+
+    def complete_promise(self, name: str, outcome: bytes | Failure) -> int:
+        """Resolve (bytes) or reject (Failure) a workflow promise: the completion id of the
+        server's answer (a failure if it was completed already)."""
+        command = CompletePromiseCommandMessage(
+            key=name, result_completion_id=self._next_completion()
+        )
+        if isinstance(outcome, Failure):
+            command.completion_failure = outcome
+        else:
+            command.completion_value = outcome
+        return self._awaited_command(command)
+
+    def complete_awakeable(self, awakeable_id: str, outcome: bytes | Failure) -> None:
+        """Resolve (bytes) or reject (Failure) another invocation's awakeable."""
+        if isinstance(outcome, Failure):
+            self._command(
+                CompleteAwakeableCommandMessage(awakeable_id=awakeable_id, failure=outcome)
+            )
+        else:
+            self._command(CompleteAwakeableCommandMessage(awakeable_id=awakeable_id, value=outcome))
 
     def send_signal(
         self, target_invocation_id: str, signal: int | str, result: bytes | Failure | None

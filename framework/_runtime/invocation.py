@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from framework._journal import VOID, JournalMismatch, Key, Result, StateMachine
 from framework._protocol import Failure, FailureMetadata, ProtocolError
-from framework._runtime.logging import current_invocation
 from framework._runtime.steps import run_sync
 from framework._runtime.tracing import run_span
 from framework.exceptions import (
@@ -31,11 +30,15 @@ from framework.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from framework._api.context import RunOptions
     from framework._runtime.codec import JournalValueCodec
+    from framework._runtime.options import RunOptions
     from framework.serde import Serde
 
 # Set inside a ctx.run closure (its task or worker thread), so context calls there fail loudly.
+# The invocation whose handler (or ctx.run closure) is running in this task.
+current_invocation: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar(
+    "framework_current_invocation", default=None
+)
 inside_run: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "framework_inside_run", default=None
 )

@@ -6,22 +6,13 @@ would repeat the log lines of the steps already journaled.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
-from typing import TYPE_CHECKING
 
 import msgspec
 
+from framework._runtime.invocation import current_invocation
 from framework._runtime.tracing import current_trace_id
-
-if TYPE_CHECKING:
-    from framework._runtime.invocation import Invocation
-
-# The invocation whose handler (or ctx.run closure) is running in this task.
-current_invocation: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar(
-    "framework_current_invocation", default=None
-)
 
 
 class RestateLoggingFilter(logging.Filter):
