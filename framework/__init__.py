@@ -25,9 +25,10 @@ from framework._api.futures import (
     SendHandle,
 )
 from framework._api.services import InvocationRetryPolicy, Service, VirtualObject, Workflow
-from framework._endpoint import RestateApp, app
+from framework._endpoint import RestateApp
 from framework._runtime.codec import JournalValueCodec, JournalValueCodecProvider
 from framework._runtime.logging import RestateLoggingFilter, getLogger
+from framework.endpoint import app
 from framework.exceptions import (
     RetryableError,
     SdkInternalBaseException,

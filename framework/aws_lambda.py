@@ -23,8 +23,10 @@ import importlib
 import json
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Literal, Protocol, TypedDict, cast
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, Literal, Protocol, TypedDict, cast, overload
+
+from framework._endpoint.app import RestateApp
 
 __all__ = [
     "RESPONSE_COMPRESSION_THRESHOLD",
@@ -37,6 +39,7 @@ __all__ = [
     "LambdaHandler",
     "LambdaRequest",
     "LambdaResponse",
+    "LambdaRestateApp",
     "Receive",
     "ResponseCollector",
     "RestateLambdaHandler",
@@ -362,6 +365,27 @@ def _advertise_compression(collector: ResponseCollector) -> None:
     collector.body = bytearray(json.dumps(manifest, separators=(",", ":")).encode())
     if collector._has_header("content-length"):
         collector._set_header("content-length", str(len(collector.body)))
+
+
+class LambdaRestateApp(RestateApp):
+    """What ``framework.app`` returns on Lambda: still the ASGI app, and also the function's
+    handler (Lambda calls it with ``(event, context)``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lambda_handler = wrap_asgi_as_lambda_handler(super().__call__)
+
+    @overload
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Coroutine[Any, Any, None]: ...
+
+    @overload
+    def __call__(self, scope: RestateLambdaRequest, receive: Any) -> RestateLambdaResponse: ...
+
+    def __call__(self, scope: Any, receive: Any, send: Any = None) -> Any:
+        # Lambda passes (event, context); an ASGI server (scope, receive, send).
+        if send is None:
+            return self._lambda_handler(scope, receive)
+        return super().__call__(scope, receive, send)
 
 
 def wrap_asgi_as_lambda_handler(asgi_app: ASGIApp) -> RestateLambdaHandler:

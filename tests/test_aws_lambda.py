@@ -120,7 +120,8 @@ def test_invocation_through_lambda_replays_and_answers() -> None:
 
 def test_app_is_the_lambda_handler_on_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "greeter")
-    on_lambda: Any = framework.app([svc])
+    on_lambda = framework.app([svc])
+    assert isinstance(on_lambda, framework.RestateApp)  # still an ASGI app, for any server
     response = on_lambda(_event("/discover", "GET", {"accept": MANIFEST_V3}, b""), None)
     assert response["statusCode"] == 200
     assert json.loads(base64.b64decode(response["body"]))["services"][0]["name"] == "Lambda"

@@ -1,5 +1,6 @@
-"""The endpoint layer: ASGI app, routing, discovery and the per-invocation pump."""
+"""The endpoint layer: the ASGI app, routing, discovery, request identity and the
+per-invocation pump between one HTTP stream and the invocation runtime."""
 
-from framework._endpoint.app import Endpoint, RestateApp, app
+from framework._endpoint.app import RestateApp
 
-__all__ = ["Endpoint", "RestateApp", "app"]
+__all__ = ["RestateApp"]

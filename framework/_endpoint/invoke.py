@@ -10,21 +10,12 @@ import asyncio
 import contextlib
 import gc
 import logging
-from typing import Any, cast
+from typing import Any
 
-from framework._api.context import (
-    AttemptFinishedEvent,
-    Context,
-    ObjectContext,
-    ObjectSharedContext,
-    Request,
-    WorkflowContext,
-    WorkflowSharedContext,
-)
+from framework._api.dispatch import run_handler
 from framework._api.services import AnyService, Handler
 from framework._journal import StateMachine
 from framework._protocol import (
-    Failure,
     NotARestateRequest,
     ProtocolError,
     ProtocolVersion,
@@ -34,9 +25,6 @@ from framework._protocol import (
 )
 from framework._runtime.codec import CodecSource, JournalValueCodec
 from framework._runtime.invocation import Invocation
-from framework._runtime.tracing import handler_span, incoming_trace_context
-from framework.exceptions import TerminalError
-from framework.serde import describe_decode_error
 
 logger = logging.getLogger("framework")
 
@@ -51,14 +39,6 @@ _INPUT_CLOSE_TIMEOUT = 60.0
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
-
-
-def _context_class(handler: Handler) -> type[Context]:
-    if handler.service_kind == "service":
-        return Context
-    if handler.service_kind == "object":
-        return ObjectSharedContext if handler.kind == "shared" else ObjectContext
-    return WorkflowContext if handler.kind == "workflow" else WorkflowSharedContext
 
 
 async def drain_body(receive: Receive) -> None:
@@ -255,7 +235,9 @@ class _Pump:
             invocation.on_input()
         reader = asyncio.ensure_future(self._read_loop(invocation))
         try:
-            await invocation.run(lambda: self._call_handler(invocation))
+            await invocation.run(
+                lambda: run_handler(self.handler, invocation, self.headers, self.codec)
+            )
         finally:
             self.attempt_over = True
             if self.body_done:
@@ -318,56 +300,3 @@ class _Pump:
 
     async def _finish(self, data: bytes) -> None:
         await self.send({"type": "http.response.body", "body": data, "more_body": False})
-
-    async def _call_handler(self, invocation: Invocation) -> bytes | Failure:
-        machine = self.machine
-        handler = self.handler
-        start = machine.start
-        command = machine.input
-        assert start is not None
-        raw_input = bytes(command.value) if command is not None and command.value else b""
-        request = Request(
-            id=start.debug_id,
-            headers={h.key: h.value for h in command.headers} if command is not None else {},
-            attempt_headers=self.headers,  # the pump never changes them: no copy
-            body=raw_input,
-            # Registered as an AttemptFinishedEvent (the runtime cannot import the API layer).
-            attempt_finished_event=cast(AttemptFinishedEvent, invocation.attempt_finished),
-            scope=start.scope,
-            limit_key=start.limit_key,
-            idempotency_key=start.idempotency_key,
-        )
-        ctx = _context_class(handler)(invocation, request)
-        invocation.context = ctx
-        trace_context = incoming_trace_context(request.attempt_headers, request.headers)
-        with handler_span(
-            invocation.target,
-            start.debug_id,
-            start.retry_count_since_last_stored_entry,
-            trace_context,
-        ):
-            if handler.takes_input:
-                if self.codec is not None:
-                    try:
-                        raw_input = await self.codec.decode(raw_input)
-                    except Exception as error:
-                        raise TerminalError(
-                            f"the journal value codec could not decode the input of "
-                            f"{handler.service_name}/{handler.name}: {error!r}",
-                            status_code=400,
-                        ) from error
-                try:
-                    argument = handler.input_serde.deserialize(raw_input)
-                except Exception as error:
-                    raise TerminalError(
-                        f"invalid input for {handler.service_name}/{handler.name}: "
-                        f"{describe_decode_error(error)}",
-                        status_code=400,
-                    ) from error
-            async with contextlib.AsyncExitStack() as stack:
-                for manager in handler.context_managers:
-                    await stack.enter_async_context(manager())
-                result = await (
-                    handler.fn(ctx, argument) if handler.takes_input else handler.fn(ctx)
-                )
-        return invocation.encode(handler.output_serde.serialize(result))

@@ -1,0 +1,96 @@
+"""One attempt of a handler's body: the Request and the context it gets, its input decoded,
+its context managers and span around it, its result encoded for the journal.
+
+The endpoint's pump hands this to the invocation driver; it knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import cast
+
+from framework._api.context import (
+    AttemptFinishedEvent,
+    Context,
+    ObjectContext,
+    ObjectSharedContext,
+    Request,
+    WorkflowContext,
+    WorkflowSharedContext,
+)
+from framework._api.services import Handler
+from framework._protocol import Failure
+from framework._runtime.codec import JournalValueCodec
+from framework._runtime.invocation import Invocation
+from framework._runtime.tracing import handler_span, incoming_trace_context
+from framework.exceptions import TerminalError
+from framework.serde import describe_decode_error
+
+
+def context_class(handler: Handler) -> type[Context]:
+    """The context a handler of this kind gets (shared handlers cannot write state)."""
+    if handler.service_kind == "service":
+        return Context
+    if handler.service_kind == "object":
+        return ObjectSharedContext if handler.kind == "shared" else ObjectContext
+    return WorkflowContext if handler.kind == "workflow" else WorkflowSharedContext
+
+
+async def run_handler(
+    handler: Handler,
+    invocation: Invocation,
+    attempt_headers: dict[str, str],
+    codec: JournalValueCodec | None,
+) -> bytes | Failure:
+    """Run ``handler`` for ``invocation`` once its journal has started; its encoded result.
+
+    A malformed input is a TerminalError(400): no retry can fix it.
+    """
+    machine = invocation.machine
+    start = machine.start
+    command = machine.input
+    assert start is not None
+    raw_input = bytes(command.value) if command is not None and command.value else b""
+    request = Request(
+        id=start.debug_id,
+        headers={h.key: h.value for h in command.headers} if command is not None else {},
+        attempt_headers=attempt_headers,  # the pump never changes them: no copy
+        body=raw_input,
+        # Registered as an AttemptFinishedEvent (the runtime cannot import the API layer).
+        attempt_finished_event=cast(AttemptFinishedEvent, invocation.attempt_finished),
+        scope=start.scope,
+        limit_key=start.limit_key,
+        idempotency_key=start.idempotency_key,
+    )
+    ctx = context_class(handler)(invocation, request)
+    invocation.context = ctx
+    trace_context = incoming_trace_context(request.attempt_headers, request.headers)
+    with handler_span(
+        invocation.target,
+        start.debug_id,
+        start.retry_count_since_last_stored_entry,
+        trace_context,
+    ):
+        if handler.takes_input:
+            if codec is not None:
+                try:
+                    raw_input = await codec.decode(raw_input)
+                except Exception as error:
+                    raise TerminalError(
+                        f"the journal value codec could not decode the input of "
+                        f"{handler.service_name}/{handler.name}: {error!r}",
+                        status_code=400,
+                    ) from error
+            try:
+                argument = handler.input_serde.deserialize(raw_input)
+            except Exception as error:
+                raise TerminalError(
+                    f"invalid input for {handler.service_name}/{handler.name}: "
+                    f"{describe_decode_error(error)}",
+                    status_code=400,
+                ) from error
+        async with contextlib.AsyncExitStack() as stack:
+            for manager in handler.context_managers:
+                await stack.enter_async_context(manager())
+            result = await (handler.fn(ctx, argument) if handler.takes_input else handler.fn(ctx))
+    return invocation.encode(handler.output_serde.serialize(result))
