@@ -30,6 +30,7 @@ from framework._runtime.codec import JournalValueCodec, JournalValueCodecProvide
 from framework._runtime.logging import RestateLoggingFilter, getLogger
 from framework.endpoint import app
 from framework.exceptions import (
+    HttpError,
     RetryableError,
     SdkInternalBaseException,
     TerminalError,
@@ -39,7 +40,6 @@ from framework.serde import BytesSerde, DefaultSerde, JsonSerde, MsgspecJsonSerd
 
 if TYPE_CHECKING:
     from framework.client import (
-        HttpError,
         RestateClient,
         RestateClientSendHandle,
         create_client,
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 # The ingress client and the test harness are imported on first use.
 _LAZY = {
-    "HttpError": "framework.client",
     "RestateClient": "framework.client",
     "RestateClientSendHandle": "framework.client",
     "create_client": "framework.client",

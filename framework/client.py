@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast, overl
 from framework._api.services import Handler, Workflow, handler_from_callable
 from framework._api.targets import KIND_NAMES, HandlerType, resolve_handler
 from framework._runtime.codec import JournalValueCodec
+from framework.exceptions import HttpError
 from framework.serde import BytesSerde, JsonSerde, Serde
 
 if TYPE_CHECKING:
@@ -72,25 +73,6 @@ def _shared_ssl_context() -> ssl.SSLContext:
 
         _ssl_context = httpx.create_ssl_context()
     return _ssl_context
-
-
-class HttpError(Exception):
-    """The ingress answered with a status that is not 2xx.
-
-    ``message`` is the server's message (for a ``TerminalError`` raised by the handler, its
-    message; ``status_code`` is then its code), ``body`` the raw answer.
-    """
-
-    status_code: int
-    message: str
-    body: str | None
-
-    def __init__(self, status_code: int, message: str, body: str | None = None) -> None:
-        super().__init__(status_code, message)
-        self.status_code, self.message, self.body = status_code, message, body
-
-    def __str__(self) -> str:
-        return f"HTTP {self.status_code}: {self.message}"
 
 
 class _Target(NamedTuple):

@@ -1,10 +1,15 @@
-"""Every error a handler raises or catches, and the SDK's own control-flow signals.
+"""Every error framework raises at its users, and the SDK's own control-flow signals.
 
 The tree::
 
     Exception
-    ├── TerminalError              fail the invocation for good (not retried)
-    └── RetryableError             fail this attempt; retried, optionally after a delay
+    ├── TerminalError              a handler's failure for good: not retried
+    ├── RetryableError             fail this attempt; retried, optionally after a delay
+    ├── HttpError                  the ingress client got a non-2xx answer (framework.client)
+    └── RuntimeError
+        ├── AppLoadError           ``serve MODULE:ATTR`` names no importable ASGI app
+        ├── ServeError             serving failed: the address is taken, a worker died
+        └── RestateServerError     the local restate-server (dev loop, test harness) failed
     BaseException
     └── SdkInternalBaseException   the SDK unwinding a handler whose attempt is over
         ├── SuspendedException     the invocation suspended (the server resumes it later)
@@ -13,6 +18,11 @@ The tree::
 The internal ones derive from ``BaseException`` so that ``except Exception`` in handler code
 lets them pass. A bare ``except:`` (or ``except BaseException``) must re-raise them:
 ``if is_internal_exception(e): raise``.
+
+What goes wrong between the server and the SDK (a malformed frame, a journal that no longer
+matches the code) never reaches handler code as such: the attempt ends, the server is told
+why (``ErrorMessage`` with code 571 or 570) and retries, and the handler sees
+``SdkInternalException`` at its pending awaits.
 """
 
 from __future__ import annotations
@@ -83,15 +93,45 @@ class SdkInternalException(SdkInternalBaseException):
         super().__init__("This attempt ended with an error; Restate retries the invocation.")
 
 
+class HttpError(Exception):
+    """The ingress answered with a status that is not 2xx.
+
+    ``message`` is the server's message (for a ``TerminalError`` raised by the handler, its
+    message; ``status_code`` is then its code), ``body`` the raw answer.
+    """
+
+    status_code: int
+    message: str
+    body: str | None
+
+    def __init__(self, status_code: int, message: str, body: str | None = None) -> None:
+        super().__init__(status_code, message)
+        self.status_code, self.message, self.body = status_code, message, body
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status_code}: {self.message}"
+
+
+class AppLoadError(RuntimeError):
+    """``MODULE:ATTRIBUTE`` does not name an importable ASGI app."""
+
+
+class ServeError(RuntimeError):
+    """Serving failed: the address could not be bound, or a worker process died."""
+
+
 def is_internal_exception(e: BaseException) -> bool:
     """True for the SDK's own unwinding signals, which user code must re-raise."""
     return isinstance(e, SdkInternalBaseException)
 
 
 __all__ = [
+    "AppLoadError",
+    "HttpError",
     "RetryableError",
     "SdkInternalBaseException",
     "SdkInternalException",
+    "ServeError",
     "SuspendedException",
     "TerminalError",
     "is_internal_exception",

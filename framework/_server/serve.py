@@ -36,6 +36,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
 from framework._runtime.logging import configure_default_logging
+from framework.exceptions import AppLoadError, ServeError
 
 if TYPE_CHECKING:  # hypercorn is optional: pip install 'framework[hypercorn]'
     from hypercorn.config import Config, Sockets
@@ -77,14 +78,6 @@ _WORKER_STOP_MARGIN = 5.0
 MODULES_FILE_ENV = "FRAMEWORK_DEV_MODULES_FILE"
 
 _log = logging.getLogger("framework.serve")
-
-
-class AppLoadError(RuntimeError):
-    """``MODULE:ATTRIBUTE`` does not name an importable ASGI app."""
-
-
-class ServeError(RuntimeError):
-    """Serving failed: the address could not be bound, or a worker process died."""
 
 
 def hypercorn_config(
