@@ -10,10 +10,10 @@ import asyncio
 import contextlib
 import gc
 import logging
-from typing import Any
 
 from framework._api.dispatch import run_handler
 from framework._api.services import AnyService, Handler
+from framework._endpoint.asgi import Receive, Scope, Send
 from framework._journal import StateMachine
 from framework._protocol import (
     NotARestateRequest,
@@ -35,10 +35,6 @@ _IDLE_COLLECT_DELAY = 1.0
 
 # How long we wait for the server to close its side after we finished ours.
 _INPUT_CLOSE_TIMEOUT = 60.0
-
-Scope = dict[str, Any]
-Receive = Any
-Send = Any
 
 
 async def drain_body(receive: Receive) -> None:

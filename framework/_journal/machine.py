@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from framework._protocol import (
     MESSAGE_TYPES,
@@ -35,6 +35,7 @@ from framework._protocol import (
     GetPromiseCommandMessage,
     Header,
     InputCommandMessage,
+    Message,
     OneWayCallCommandMessage,
     OutputCommandMessage,
     PeekPromiseCommandMessage,
@@ -53,6 +54,16 @@ from framework._protocol import (
     encode_frame,
     is_command,
     is_notification,
+)
+
+CommandT = TypeVar("CommandT", bound=Message)
+# The commands whose result arrives as one completion notification.
+_AwaitedCommand = (
+    SleepCommandMessage
+    | AttachInvocationCommandMessage
+    | GetPromiseCommandMessage
+    | PeekPromiseCommandMessage
+    | CompletePromiseCommandMessage
 )
 
 JOURNAL_MISMATCH: Final = 570
@@ -247,7 +258,7 @@ class StateMachine:
         self.input_closed = False
         # Recorded commands still to be re-issued, from _replay_cursor on (a list and a cursor:
         # a deque costs every invocation a 600-byte block, replaying or not).
-        self._replayed: list[Any] = []
+        self._replayed: list[Message] = []
         self._replay_cursor = 0
         # Notifications are numbered in arrival (= journal) order and become visible to the
         # handler only as its awaits need them, oldest first: what it sees at each await
@@ -389,7 +400,7 @@ class StateMachine:
         """True while the handler is still re-issuing commands recorded in the journal."""
         return self._replay_cursor < len(self._replayed)
 
-    def _next_replayed(self) -> Any | None:
+    def _next_replayed(self) -> Message | None:
         """The next recorded command to match, or None once the replay is over."""
         replayed = self._replayed
         cursor = self._replay_cursor
@@ -487,7 +498,7 @@ class StateMachine:
 
     # --- commands -------------------------------------------------------------------------
 
-    def _command(self, command: Any) -> Any:
+    def _command(self, command: CommandT) -> CommandT | None:
         """Journal one command: match it against the replay, or queue it for sending.
 
         Returns the replayed command when replaying (its recorded fields win), else None.
@@ -499,7 +510,10 @@ class StateMachine:
             if (
                 type(recorded) is not kind
                 or _name_of(recorded) != _name_of(command)
-                or (kind in _KEYED and recorded.key != command.key)
+                or (
+                    kind in _KEYED
+                    and getattr(recorded, "key", None) != getattr(command, "key", None)
+                )
                 or (kind in _CALLS and _target_of(recorded) != _target_of(command))
             ):
                 raise JournalMismatch(
@@ -619,7 +633,7 @@ class StateMachine:
         else:
             self._outbox.append(encode_frame(proposal))
 
-    def _awaited_command(self, command: Any) -> int:
+    def _awaited_command(self, command: _AwaitedCommand) -> int:
         """Journal a command whose result arrives as a completion; returns its completion id
         (the journal's on replay)."""
         recorded = self._command(command)

@@ -28,13 +28,14 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait as wait_for_processes
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
+from framework._endpoint.asgi import ASGIApp
 from framework._runtime.logging import configure_default_logging
 from framework.exceptions import AppLoadError, ServeError
 
@@ -50,13 +51,6 @@ __all__ = [
     "hypercorn_config",
     "load_app",
     "serve",
-]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-    Awaitable[None],
 ]
 
 H2_MAX_CONCURRENT_STREAMS = 10_000
