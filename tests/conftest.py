@@ -147,3 +147,11 @@ def pytest_runtest_makereport(
                 title = f"service {child.app_ref}"
             report.sections.append((f"{title} log tail ({child.log_path})", child.log_tail(60)))
     return report
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test not marked ``fast`` needs a server or a child process: mark it ``server``,
+    so that ``pytest -m "not server"`` and ``pytest -m fast`` pick the same fast lane."""
+    for item in items:
+        if item.get_closest_marker("fast") is None:
+            item.add_marker(pytest.mark.server)
