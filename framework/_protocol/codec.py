@@ -69,7 +69,6 @@ _MAX_DEPTH: Final = 100
 
 # Drop the consumed prefix of the decoder's buffer only once it is both this large and at
 # least half the buffer, so compaction costs amortized O(1) per byte.
-_COMPACT_AFTER: Final = 64 * 1024
 
 _INT32_SIGN: Final = 0x8000_0000
 _MIN_INT32: Final = -0x8000_0000
@@ -406,58 +405,71 @@ def _out_of_range(cls: type[ProtoStruct], name: str, value: object) -> ProtocolE
 class FrameDecoder:
     """Splits a byte stream into frames; feed it chunks as they arrive.
 
-    Bytes live in one bytearray read at an offset; the consumed prefix is dropped only
-    now and then, so a stream of small frames is not re-copied frame by frame.
+    Bytes live in one immutable buffer read at an offset, so a frame's payload is a single
+    slice of it. Chunks that cannot complete the frame being waited for are only collected,
+    and joined once it is whole: a large message arriving in many small chunks is copied
+    once, not once per chunk.
     """
 
-    __slots__ = ("_buf", "_pos", "max_message_size")
+    __slots__ = ("_buf", "_chunked", "_chunks", "_pos", "_wanted", "max_message_size")
 
     def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self.max_message_size = max_message_size
-        self._buf = bytearray()
+        self._buf = b""
         self._pos = 0
+        self._chunks: list[bytes] = []
+        self._chunked = 0  # bytes in _chunks
+        self._wanted = 0  # bytes (from _pos) the next frame needs to be whole; 0 = unknown
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as part of a frame."""
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + self._chunked
 
     def feed(self, data: Buffer) -> None:
         """Append received bytes; raises ProtocolError as soon as an oversized header shows."""
         if not data:
             return
-        pos = self._pos
-        if pos >= _COMPACT_AFTER and pos * 2 >= len(self._buf):
-            del self._buf[:pos]
-            self._pos = 0
-        self._buf += data
-        if len(self._buf) - self._pos >= HEADER_SIZE:
-            self._check_length(_HEADER.unpack_from(self._buf, self._pos)[2])
+        self._chunks.append(bytes(data))
+        self._chunked += len(data)
+        if len(self._buf) - self._pos + self._chunked < self._wanted:
+            return  # the frame waited for is still incomplete: join later, once
+        self._join()
+        if len(self._buf) >= HEADER_SIZE:
+            self._check_length(_HEADER.unpack_from(self._buf, 0)[2])
+
+    def _join(self) -> None:
+        chunks = self._chunks
+        if self._pos == len(self._buf) and len(chunks) == 1:
+            self._buf = chunks[0]
+        else:
+            self._buf = b"".join([self._buf[self._pos :], *chunks])
+        self._pos = 0
+        self._chunks = []
+        self._chunked = 0
 
     def next_frame(self) -> tuple[int, int, bytes] | None:
         """The next whole frame as ``(type_id, flags, payload)``, or None until one is buffered."""
+        if self._chunks:
+            if len(self._buf) - self._pos + self._chunked < self._wanted:
+                return None
+            self._join()
         buf = self._buf
         pos = self._pos
-        if len(buf) - pos < HEADER_SIZE:
+        start = pos + HEADER_SIZE
+        if len(buf) < start:
+            self._wanted = HEADER_SIZE
             return None
         type_id, flags, length = _HEADER.unpack_from(buf, pos)
-        self._check_length(length)
-        start = pos + HEADER_SIZE
+        if length > self.max_message_size:
+            self._check_length(length)
         stop = start + length
         if stop > len(buf):
+            self._wanted = stop - pos
             return None
-        if length:
-            # Views must be released before the bytearray is resized again.
-            with memoryview(buf) as view, view[start:stop] as body:
-                payload = body.tobytes()
-        else:
-            payload = b""
-        if stop == len(buf):
-            buf.clear()
-            self._pos = 0
-        else:
-            self._pos = stop
-        return type_id, flags, payload
+        self._pos = stop
+        self._wanted = 0
+        return type_id, flags, buf[start:stop]
 
     def decode_messages(self) -> Iterator[tuple[Message, int]]:
         """Decode every whole frame buffered so far, yielding ``(message, flags)``."""
@@ -467,6 +479,8 @@ class FrameDecoder:
 
     def close(self) -> None:
         """Declare the stream ended; raises ProtocolError if it stopped inside a frame."""
+        if self._chunks:
+            self._join()
         buf = self._buf
         pos = self._pos
         # Frames that are whole but undelivered are the caller's business; only a cut
