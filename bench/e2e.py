@@ -48,7 +48,7 @@ from bench._common import (
     ratio,
     table,
 )
-from framework._devserver import RestateServer
+from framework._dev.restate_server import RestateServer
 
 PREFIXES = {"ours": "", "official": "O", "ours-hypercorn": "H", "ceiling": "C"}
 # Who runs which workload: the ceiling (bench/ceiling.py, canned answers on hypercorn) only

@@ -59,7 +59,7 @@ from bench._common import (
     process_tree,
     table,
 )
-from framework._devserver import RestateServer
+from framework._dev.restate_server import RestateServer
 
 APP = "bench.load_handlers:app"
 PREFIXES = {"ours": "", "official": "O"}

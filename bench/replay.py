@@ -46,16 +46,12 @@ from bench.ceiling import CANNED_VALUE
 from framework._protocol import (
     EndMessage,
     ErrorMessage,
-    FrameDecoder,
     InputCommandMessage,
     Message,
     OutputCommandMessage,
-    RunCommandMessage,
-    RunCompletionNotificationMessage,
-    StartMessage,
-    decode_message,
-    encode_frame,
+    ProtocolError,
 )
+from tests.journals import decode_frames, journal, run_entries
 
 PROTOCOL_VERSION = 6  # spoken by both SDKs and by restate-server 1.7 by default
 CONTENT_TYPE = f"application/vnd.restate.invocation.v{PROTOCOL_VERSION}"
@@ -73,18 +69,10 @@ def build_journal(n: int, offset: int = 0) -> bytes:
     With ``offset`` 0 the journal holds what ``step_fn`` returns; another offset checks that
     an SDK answers from the journal rather than by running the steps again.
     """
-    start = StartMessage(
-        id=bytes(range(16)), debug_id="inv_bench_replay", known_entries=1 + 2 * n, random_seed=7
-    )
-    messages: list[Message] = [start, InputCommandMessage(value=msgspec.json.encode(n))]
+    entries: list[Message] = [InputCommandMessage(value=msgspec.json.encode(n))]
     for i in range(n):
-        messages.append(RunCommandMessage(result_completion_id=i + 1, name=f"step-{i}"))
-        messages.append(
-            RunCompletionNotificationMessage(
-                completion_id=i + 1, value=msgspec.json.encode(i + offset)
-            )
-        )
-    return b"".join(encode_frame(m) for m in messages)
+        entries.extend(run_entries(i + 1, f"step-{i}", msgspec.json.encode(i + offset)))
+    return journal(*entries, id=bytes(range(16)), debug_id="inv_bench_replay", random_seed=7)
 
 
 def describe(message: Message) -> str:
@@ -104,12 +92,10 @@ def check_answer(response: httpx.Response, expected: bytes, label: str) -> None:
         raise BenchFailure(f"{label}: HTTP {response.status_code}: {response.text[:500]}")
     if response.headers.get("content-type") != CONTENT_TYPE:
         raise BenchFailure(f"{label}: content-type {response.headers.get('content-type')!r}")
-    decoder = FrameDecoder()
-    decoder.feed(response.content)
-    messages = []
-    while (frame := decoder.next_frame()) is not None:
-        type_id, _flags, payload = frame
-        messages.append(decode_message(type_id, payload))
+    try:
+        messages = decode_frames(response.content)
+    except ProtocolError as error:
+        raise BenchFailure(f"{label}: undecodable answer: {error}") from None
     ok = (
         len(messages) == 2
         and isinstance(messages[0], OutputCommandMessage)

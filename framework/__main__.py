@@ -5,50 +5,32 @@ Restate, graceful shutdown, optional worker processes); ``dev`` is the developme
 local restate-server plus the app, registered, restarted and re-registered when its source
 files change, until Ctrl-C; ``run`` is ``dev`` without the reloading; ``register``
 registers a deployment with a Restate server (e.g. from a one-shot container).
+
+This module only reads the command line and hands it on: to ``framework._server.serve``,
+``framework._dev.devloop`` and ``framework._dev.admin``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
-from framework._devserver import (
-    RestateServer,
-    RestateServerError,
-    ServiceProcess,
-    StatKey,
-    changed_paths,
-    free_port,
-    loaded_source_files,
-    port_is_free,
-    register_deployment,
-    source_snapshot,
-    user_source_files,
-    watch_set,
+from framework._dev.admin import describe_services, register_deployment
+from framework._dev.devloop import (
+    DEFAULT_ADMIN_PORT,
+    DEFAULT_INGRESS_PORT,
+    DEFAULT_SERVICE_PORT,
+    run_dev,
 )
 from framework._server.serve import (
     GRACEFUL_TIMEOUT,
     LOG_LEVELS,
-    MODULES_FILE_ENV,
     AppLoadError,
     ServeError,
-    load_app,
     serve,
 )
-
-DEFAULT_INGRESS_PORT = 8080
-DEFAULT_ADMIN_PORT = 9070
-DEFAULT_SERVICE_PORT = 9080
-POLL_INTERVAL = 0.5  # seconds between two looks at the watched files
-SETTLE_TIME = 0.2  # a change must hold still this long (editors write in several steps)
-
+from framework.exceptions import RestateServerError
 
 # -- arguments ------------------------------------------------------------------------------
 
@@ -222,256 +204,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# -- dev / run ------------------------------------------------------------------------------
-
-
-def _preferred(port: int) -> int | None:
-    return port if port_is_free(port) else None
-
-
-def _example_call(app: Any, ingress: str) -> str:
-    """A curl line calling the app's first handler (a generic one if the app does not say)."""
-    generic = (
-        f"curl -X POST {ingress}/<Service>/<handler> -H 'content-type: application/json' "
-        "-d '<json input>'"
-    )
-    services = getattr(app, "services", None)
-    if not isinstance(services, dict) or not services:
-        return generic
-    service = next(iter(services.values()))
-    handlers = getattr(service, "handlers", None)
-    if not isinstance(handlers, dict) or not handlers:
-        return generic
-    handler = next(iter(handlers.values()))
-    name = getattr(service, "name", None) or next(iter(services))
-    handler_name = getattr(handler, "name", None) or next(iter(handlers))
-    key = "/my-key" if getattr(service, "kind", "service") in ("object", "workflow") else ""
-    line = f"curl -X POST {ingress}/{name}{key}/{handler_name}"
-    if getattr(handler, "takes_input", True):
-        line += " -H 'content-type: application/json' -d '\"Ann\"'"
-    return line
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-class _Echo:
-    """Copies what the service wrote to its log since the last call to our stdout."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-
-    def __call__(self) -> None:
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return
-        if chunk:
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
-        self.offset += len(chunk)
-
-
-def _say(text: str) -> None:
-    print(text, flush=True)
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def _revisions(answer: dict[str, Any]) -> str:
-    services = answer.get("services")
-    if not isinstance(services, list) or not services:
-        return "no services"
-    return ", ".join(
-        f"{s.get('name')} (revision {s.get('revision')})" for s in services if isinstance(s, dict)
-    )
-
-
-class _Watcher:
-    """The app's source files (as the running service reports them) and their last stat."""
-
-    def __init__(self, modules_file: Path, files: list[Path]) -> None:
-        self.modules_file = modules_file
-        self.files = files
-        self.baseline = source_snapshot(watch_set(files))
-
-    def look(self) -> dict[Path, StatKey | None]:
-        return source_snapshot(watch_set(self.files))
-
-    def settled(self, current: dict[Path, StatKey | None]) -> dict[Path, StatKey | None]:
-        """Wait until the files hold still (at most 3 s); their stat then."""
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline:
-            time.sleep(SETTLE_TIME)
-            later = self.look()
-            if later == current:
-                break
-            current = later
-        return current
-
-    def reported_files(self) -> list[Path] | None:
-        """The files the service (re)started from reported loading, if it did."""
-        try:
-            names = json.loads(self.modules_file.read_text())
-        except (OSError, ValueError):
-            return None
-        return user_source_files(names) if isinstance(names, list) else None
-
-    def rebase(self, before: dict[Path, StatKey | None]) -> None:
-        """Watch what the service now reports; files seen in ``before`` keep that stat, so
-        an edit made while the service restarted still counts as a change."""
-        self.files = self.reported_files() or self.files
-        paths = watch_set(self.files)
-        now = source_snapshot(path for path in paths if path not in before)
-        self.baseline = {path: before[path] if path in before else now[path] for path in paths}
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).splitlines()[0].split("; its output ends with")[0]
-
-
-def _restart(
-    service: ServiceProcess, server: RestateServer, changed: list[Path], echo: _Echo
-) -> bool:
-    """Restart the service and re-register it; whether it runs again."""
-    names = ", ".join(_shown(path) for path in changed[:3])
-    if len(changed) > 3:
-        names += f" and {len(changed) - 3} more"
-    _say(f"\n[dev] {names} changed: restarting the service...")
-    try:
-        service.restart()
-    except RestateServerError as error:
-        echo()
-        _say(
-            f"[dev] the service did not start again: {_first_line(error)}\n"
-            "[dev] fix the code and save; still watching"
-        )
-        return False
-    echo()
-    try:
-        answer = server.register(service.url)
-    except RestateServerError as error:
-        _say(f"[dev] the service restarted (pid {service.pid}) but re-registering failed: {error}")
-        return True
-    _say(
-        f"[dev] reloaded: service restarted (pid {service.pid}) and re-registered "
-        f"{service.url} with force=true: {_revisions(answer)}"
-    )
-    return True
-
-
-def _dev(args: argparse.Namespace, *, reload: bool) -> int:
-    app_ref: str = args.app
-    if reload:
-        # The service re-imports edited files: no .pyc may outlive an edit made in the same
-        # second with the same size (the parent imports the app too, to check it).
-        sys.dont_write_bytecode = True
-    app = load_app(app_ref)  # fail here, with a clear message, before starting anything
-    tag = "[dev]" if reload else "[run]"
-    data_dir: Path = (args.data_dir or Path.cwd() / ".restate").resolve()
-    server = RestateServer(
-        base_dir=data_dir,
-        ingress_port=args.ingress_port or _preferred(DEFAULT_INGRESS_PORT),
-        admin_port=args.admin_port or _preferred(DEFAULT_ADMIN_PORT),
-    )
-    service_port: int = args.port or _preferred(DEFAULT_SERVICE_PORT) or free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    service_log = data_dir / "service.log"
-    service_log.write_bytes(b"")
-    modules_file = data_dir / "service-modules.json"
-    modules_file.unlink(missing_ok=True)
-    env = {MODULES_FILE_ENV: str(modules_file), "PYTHONDONTWRITEBYTECODE": "1"} if reload else {}
-    service = ServiceProcess(
-        app_ref, port=service_port, log_path=service_log, cwd=Path.cwd(), env=env
-    )
-    previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C does
-    }
-    try:
-        _say("starting restate-server (installing it on first use)...")
-        server.start()
-        service.start()
-        server.register(service.url)
-        watcher = _Watcher(modules_file, loaded_source_files()) if reload else None
-        if watcher is not None:
-            watcher.rebase(watcher.baseline)
-        _say(
-            f"\n  ingress:  {server.ingress_url}\n"
-            f"  admin:    {server.admin_url}   (UI: {server.admin_url}/ui)\n"
-            f"  service:  {service.url}   ({app_ref}, pid {service.pid})\n"
-            f"  server:   pid {server.pid}, data in {data_dir} (log: {server.log_path})\n\n"
-            f"  try:  {_example_call(app, server.ingress_url)}\n"
-        )
-        if watcher is not None:
-            _say(
-                f"[dev] watching {len(watcher.baseline)} files (every "
-                f"{POLL_INTERVAL:g} s): a change restarts the service and re-registers it.\n"
-                "Service output follows; Ctrl-C stops everything.\n"
-            )
-        else:
-            _say("Service output follows; Ctrl-C stops both.\n")
-        return _loop(server, service, _Echo(service_log), watcher, tag)
-    finally:
-        # A second Ctrl-C must not leave a child behind.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous.setdefault(sig, signal.signal(sig, signal.SIG_IGN))
-        started = service.running() or server.running()
-        service.stop()
-        server.stop()
-        if started:
-            _say(f"{tag} stopped the service and restate-server")
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-
-
-def _loop(
-    server: RestateServer,
-    service: ServiceProcess,
-    echo: _Echo,
-    watcher: _Watcher | None,
-    tag: str,
-) -> int:
-    service_up = True
-    next_look = time.monotonic() + POLL_INTERVAL
-    try:
-        while True:
-            echo()
-            if not server.running():
-                print(f"\nrestate-server exited; its log is {server.log_path}", file=sys.stderr)
-                return 1
-            if service_up and not service.running():
-                echo()
-                if watcher is None:
-                    print(f"\nthe service exited; its log is {echo.path}", file=sys.stderr)
-                    return 1
-                _say("\n[dev] the service exited; waiting for a change to start it again")
-                service_up = False
-            if watcher is not None and time.monotonic() >= next_look:
-                current = watcher.look()
-                if changed_paths(watcher.baseline, current):
-                    current = watcher.settled(current)
-                    changed = changed_paths(watcher.baseline, current)
-                    echo()
-                    if changed:
-                        service_up = _restart(service, server, changed, echo)
-                        watcher.rebase(current)
-                next_look = time.monotonic() + POLL_INTERVAL
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        echo()
-        _say(f"\n{tag} stopping...")
-        return 0
-
-
 # -- register -------------------------------------------------------------------------------
 
 
@@ -487,7 +219,7 @@ def _register(args: argparse.Namespace) -> int:
     except RestateServerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    _say(f"registered {args.uri} as {answer.get('id')}: {_revisions(answer)}")
+    print(f"registered {args.uri} as {answer.get('id')}: {describe_services(answer)}", flush=True)
     return 0
 
 
@@ -506,7 +238,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "register":
             return _register(args)
-        return _dev(args, reload=args.command == "dev" and not args.no_reload)
+        return run_dev(
+            args.app,
+            reload=args.command == "dev" and not args.no_reload,
+            port=args.port,
+            ingress_port=args.ingress_port,
+            admin_port=args.admin_port,
+            data_dir=args.data_dir,
+        )
     except (AppLoadError, RestateServerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -120,6 +120,11 @@ class ServeError(RuntimeError):
     """Serving failed: the address could not be bound, or a worker process died."""
 
 
+class RestateServerError(RuntimeError):
+    """The local restate-server (the dev loop's, the test harness's) could not be installed,
+    started or asked something, or a service process could not be run."""
+
+
 def is_internal_exception(e: BaseException) -> bool:
     """True for the SDK's own unwinding signals, which user code must re-raise."""
     return isinstance(e, SdkInternalBaseException)
@@ -128,6 +133,7 @@ def is_internal_exception(e: BaseException) -> bool:
 __all__ = [
     "AppLoadError",
     "HttpError",
+    "RestateServerError",
     "RetryableError",
     "SdkInternalBaseException",
     "SdkInternalException",

@@ -29,25 +29,26 @@ from collections.abc import Coroutine, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from framework._devserver import RestateServer, free_port
+from framework._dev.processes import free_port
+from framework._dev.restate_server import RestateServer
 from framework._runtime.codec import JournalValueCodec
 from framework._server.serve import ASGIApp
 from framework.client import create_client
-from framework.testing import (
-    DEFAULT_RESTATE_IMAGE,
-    SERVER_START_TIMEOUT,
-    STOP_TIMEOUT,
-    HarnessEnvironment,
-    InProcessApp,
+from framework.testing.environment import HarnessEnvironment
+from framework.testing.harness import (
     RestateTestHarness,
     TestConfiguration,
-    _check_running_version,
-    _LogFollower,
     create_test_harness,
-    harness_server_env,
-    server_version_for_image,
     test_harness,
 )
+from framework.testing.logs import LogFollower
+from framework.testing.release import (
+    DEFAULT_RESTATE_IMAGE,
+    check_running_version,
+    server_version_for_image,
+)
+from framework.testing.serving import InProcessApp
+from framework.testing.settings import SERVER_START_TIMEOUT, STOP_TIMEOUT, harness_server_env
 
 if TYPE_CHECKING:
     import httpx
@@ -143,7 +144,7 @@ class AsgiServer:
     @property
     def thread(self) -> threading.Thread | None:
         """The thread serving the app, while it runs."""
-        return self._app._thread
+        return self._app.thread
 
     def start(self) -> Self:
         self._app.start()
@@ -188,7 +189,7 @@ class RestateContainer:
         self.server: RestateServer | None = None
         """The running restate-server (its log, ``query`` on the admin API...)."""
         self._env: dict[str, str] = {}
-        self._follower: _LogFollower | None = None
+        self._follower: LogFollower | None = None
 
     def with_env(self, key: str, value: str) -> Self:
         """Start the server with ``key=value`` in its environment (``RESTATE_...``)."""
@@ -210,9 +211,9 @@ class RestateContainer:
         )
         server.start(SERVER_START_TIMEOUT)
         self.server = server
-        _check_running_version(server, self.version)
+        check_running_version(server, self.version)
         if stream_logs and server.log_path is not None:
-            self._follower = _LogFollower(server.log_path, "restate-server")
+            self._follower = LogFollower(server.log_path, "restate-server")
             self.log_thread = self._follower.thread
         return self
 

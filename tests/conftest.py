@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from framework._devserver import RestateServer, ServiceProcess, live_processes  # noqa: E402
+from framework._dev.processes import live_processes  # noqa: E402
+from framework._dev.restate_server import RestateServer  # noqa: E402
+from framework._dev.service_process import ServiceProcess  # noqa: E402
 from framework.testing import HarnessSession  # noqa: E402
 
 # The suite uses its own test harness (framework.testing) as a user would, on the session's
@@ -143,8 +145,10 @@ def pytest_runtest_makereport(
         for child in live_processes():
             if isinstance(child, RestateServer):
                 title = "restate-server v7" if child.enable_protocol_v7 else "restate-server"
-            else:
+            elif isinstance(child, ServiceProcess):
                 title = f"service {child.app_ref}"
+            else:
+                title = child.kind
             report.sections.append((f"{title} log tail ({child.log_path})", child.log_tail(60)))
     return report
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from framework._devserver import ServiceProcess
+from framework._dev.service_process import ServiceProcess
 from tests.h2_attackers import (
     CONTENT_TYPE,
     INVOKE_PATH,

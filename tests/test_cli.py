@@ -21,13 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from framework._devserver import (
-    RestateServer,
-    ServiceProcess,
-    ensure_restate_server,
-    free_port,
-    port_is_free,
-)
+from framework._dev.install import ensure_restate_server
+from framework._dev.processes import free_port, port_is_free
+from framework._dev.restate_server import RestateServer
+from framework._dev.service_process import ServiceProcess
 from framework._server.serve import GRACEFUL_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,10 +100,12 @@ class _Output:
         self._thread.start()
 
     def _read(self) -> None:
-        for line in self._stream:
-            with self._changed:
-                self._lines.append(line)
-                self._changed.notify_all()
+        # The reader closes the pipe at its end: nothing else knows when it is done with it.
+        with self._stream:
+            for line in self._stream:
+                with self._changed:
+                    self._lines.append(line)
+                    self._changed.notify_all()
 
     @property
     def text(self) -> str:

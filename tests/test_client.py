@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from framework import HttpError, RestateClient, RestateClientSendHandle, create_client
-from framework._devserver import RestateServer, ServiceProcess
+from framework._dev.restate_server import RestateServer
+from framework._dev.service_process import ServiceProcess
 from tests import client_services as svc
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """Beyond one machine: the example services behind a three-node Restate cluster, one node
 SIGKILLed under load; and compose.cluster.yaml, checked against the same settings.
 
-The cluster runs on loopback (``framework._devserver``): three restate-server nodes, each from
+The cluster runs on loopback (``tests/cluster.py``): three restate-server nodes, each from
 its own TOML config file (``write_cluster_configs``) with its own base dir, node name and free
 fabric/admin/ingress ports; replicated metadata on all three, the replicated loglet and
 ``default-replication = 2``, ``CLUSTER_SETTINGS`` for the rest; node 1 provisions it. Ready
@@ -36,21 +36,21 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml  # type: ignore[import-untyped]
 
 from framework.__main__ import _parser
-from framework._devserver import (
+from framework._dev.admin import AdminClient, register_deployment
+from framework._dev.install import RESTATE_SERVER_VERSION, ensure_restate_server
+from framework._dev.service_process import ServiceProcess
+from framework.client import HttpError, RestateClient, create_client
+from tests.cluster import (
     CLUSTER_SETTINGS,
-    RESTATE_SERVER_VERSION,
     RestateClusterNode,
-    ServiceProcess,
-    ensure_restate_server,
     partition_leaders,
-    register_deployment,
     wait_for_partition_leaders,
     write_cluster_configs,
 )
-from framework.client import HttpError, RestateClient, create_client
-from tests.test_container import _bind_port, _exec_form, parse_dockerfile, parse_yaml_subset
+from tests.test_container import _bind_port, _exec_form, parse_dockerfile
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "compose.cluster.yaml"
@@ -181,19 +181,6 @@ async def run_load(load: Load, chains: list[list[Call]], greets: list[Call]) -> 
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _sql(node: RestateClusterNode, query: str) -> list[dict[str, Any]]:
-    response = httpx.post(
-        f"{node.admin_url}/query",
-        json={"query": query},
-        headers={"accept": "application/json"},
-        timeout=30,
-        trust_env=False,
-    )
-    assert response.status_code == 200, response.text
-    rows: list[dict[str, Any]] = response.json()["rows"]
-    return rows
 
 
 def _logs(nodes: list[RestateClusterNode], service: ServiceProcess | None = None) -> str:
@@ -334,8 +321,7 @@ async def _drive(nodes: list[RestateClusterNode], timings: dict[str, float]) -> 
         for k, chain in enumerate(chains):
             total = await survivor_clients[k % 2].object_call("Counter/get", chain[0].key, None)
             assert total == ADDS_PER_KEY * (ADDS_PER_KEY + 1) // 2, (chain[0].key, total)
-        rows = _sql(
-            survivors[0],
+        rows = AdminClient(survivors[0].admin_url).query(
             "SELECT target_service_name AS service, count(*) AS n FROM sys_invocation "
             f"WHERE idempotency_key LIKE '{run_id}-%' AND status = 'completed' "
             "GROUP BY target_service_name",
@@ -411,14 +397,7 @@ LOOPBACK_ONLY = {
 
 
 def test_compose_cluster_file_runs_the_tested_cluster(tmp_path: Path) -> None:
-    text = COMPOSE.read_text()
-    compose = parse_yaml_subset(text)
-    try:
-        import yaml  # type: ignore[import-untyped]
-    except ImportError:  # not a dependency: the subset parser is the check then
-        pass
-    else:
-        assert yaml.safe_load(text) == compose
+    compose = yaml.safe_load(COMPOSE.read_text())
 
     services = compose["services"]
     node_names = ["restate-1", "restate-2", "restate-3"]

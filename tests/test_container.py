@@ -11,9 +11,7 @@ command runs against it too. What is not replayed, and checked by reading instea
 image (this machine's Python stands in for python:3.11-slim) and the ``useradd`` RUN (it
 needs root); USER must be a numeric non-root uid, the one that RUN creates.
 
-compose.yaml is read with a small parser for the YAML subset it is written in (block
-mappings and lists, JSON-style quoted scalars and flow lists), or PyYAML when installed,
-and checked against the Dockerfile and the CLI.
+compose.yaml is read with PyYAML and checked against the Dockerfile and the CLI.
 """
 
 from __future__ import annotations
@@ -29,12 +27,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
+import yaml  # type: ignore[import-untyped]
 
 from framework.__main__ import _parser
-from framework._devserver import RESTATE_SERVER_VERSION, free_port
+from framework._dev.install import RESTATE_SERVER_VERSION
+from framework._dev.processes import free_port
 from framework._server.serve import GRACEFUL_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -360,61 +359,8 @@ def test_image_steps_install_and_serve_the_services(tmp_path: Path) -> None:
 # -- compose.yaml ---------------------------------------------------------------------------
 
 
-def _scalar(text: str) -> Any:
-    if text.startswith(('"', "[", "{")):
-        return json.loads(text)
-    if text in ("true", "false"):
-        return text == "true"
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    assert re.fullmatch(r"[\w./:@-]+", text), f"{text!r}: quote it (this parser is minimal)"
-    return text
-
-
-def parse_yaml_subset(text: str) -> Any:
-    """Block mappings and block lists of scalars; scalars plain, JSON-quoted or JSON flow."""
-    lines = [
-        (len(raw) - len(raw.lstrip(" ")), raw.strip())
-        for raw in text.splitlines()
-        if raw.strip() and not raw.strip().startswith("#")
-    ]
-
-    def block(index: int, indent: int) -> tuple[Any, int]:
-        if lines[index][1].startswith("- "):
-            items = []
-            while index < len(lines) and lines[index][0] == indent:
-                assert lines[index][1].startswith("- "), lines[index]
-                items.append(_scalar(lines[index][1][2:].strip()))
-                index += 1
-            return items, index
-        mapping: dict[str, Any] = {}
-        while index < len(lines) and lines[index][0] == indent:
-            key, sep, rest = lines[index][1].partition(":")
-            assert sep and re.fullmatch(r"[\w.-]+", key), lines[index]
-            assert key not in mapping, f"{key} twice"
-            index += 1
-            if rest.strip():
-                mapping[key] = _scalar(rest.strip())
-            elif index < len(lines) and lines[index][0] > indent:
-                mapping[key], index = block(index, lines[index][0])
-            else:
-                mapping[key] = None
-        return mapping, index
-
-    value, end = block(0, lines[0][0])
-    assert end == len(lines), f"unexpected indentation at {lines[end]}"
-    return value
-
-
 def test_compose_file_matches_the_image_and_the_cli() -> None:
-    text = COMPOSE.read_text()
-    compose = parse_yaml_subset(text)
-    try:
-        import yaml  # type: ignore[import-untyped]
-    except ImportError:  # not a dependency: the subset parser above is the check then
-        pass
-    else:
-        assert yaml.safe_load(text) == compose
+    compose = yaml.safe_load(COMPOSE.read_text())
 
     _, final = parse_dockerfile(DOCKERFILE.read_text())
     cmd = _exec_form(final.one("CMD"))

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from framework._devserver import ServiceProcess
+from framework._dev.service_process import ServiceProcess
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]

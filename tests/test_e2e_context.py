@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from framework._devserver import RestateServer, ServiceProcess
+from framework._dev.restate_server import RestateServer
+from framework._dev.service_process import ServiceProcess
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,7 +39,9 @@ import httpx
 import msgspec
 import pytest
 
-from framework._devserver import RestateServer, ServiceProcess, free_port
+from framework._dev.processes import free_port
+from framework._dev.restate_server import RestateServer
+from framework._dev.service_process import ServiceProcess
 from framework._protocol import (
     EndMessage,
     ErrorMessage,

@@ -18,13 +18,9 @@ from typing import Any
 import pytest
 
 from framework import HttpError, create_test_harness, test_harness
-from framework._devserver import (
-    RESTATE_SERVER_VERSION,
-    RestateServerError,
-    ensure_restate_server,
-    live_processes,
-    port_is_free,
-)
+from framework._dev.install import RESTATE_SERVER_VERSION, ensure_restate_server
+from framework._dev.processes import live_processes, port_is_free
+from framework.exceptions import RestateServerError
 from framework.harness import (
     AsgiServer,
     BindAddress,

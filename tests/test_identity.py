@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from framework import Context, Service, app
-from framework._devserver import RestateServer, RestateServerError, ServiceProcess
+from framework._dev.restate_server import RestateServer
+from framework._dev.service_process import ServiceProcess
 from framework._endpoint.app import route_path
 from framework._endpoint.identity import (
     CLOCK_LEEWAY_SECONDS,
@@ -30,6 +31,7 @@ from framework._endpoint.identity import (
     IdentityVerifier,
     parse_identity_key,
 )
+from framework.exceptions import RestateServerError
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY_FILE_ENV = "RESTATE_WORKER__INVOKER__REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE"

@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from framework import Context, RestateApp, Service, app
-from framework._devserver import RestateServer, RestateServerError, ServiceProcess
+from framework._dev.restate_server import RestateServer
+from framework._dev.service_process import ServiceProcess
+from framework.exceptions import RestateServerError
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST_ACCEPT = "application/vnd.restate.endpointmanifest.v2+json"

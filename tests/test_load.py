@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench._common import Ingress, Problems
 from bench.load import make_service, run_mixed
-from framework._devserver import RestateServer
+from framework._dev.restate_server import RestateServer
 
 INVOCATIONS = 1000
 TIMEOUT = 240.0

@@ -14,7 +14,8 @@ import msgspec
 import pydantic
 import pytest
 
-from framework._devserver import RestateServer, ServiceProcess
+from framework._dev.restate_server import RestateServer
+from framework._dev.service_process import ServiceProcess
 from framework.serde import (
     BytesSerde,
     DataclassJsonSerde,

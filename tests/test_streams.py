@@ -49,7 +49,7 @@ import h2.settings
 import httpx
 import msgspec
 
-from framework._devserver import ServiceProcess
+from framework._dev.service_process import ServiceProcess
 from framework._protocol import (
     EndMessage,
     ErrorMessage,

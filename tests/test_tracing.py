@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from framework._devserver import RestateServer, ServiceProcess
+from framework._dev.restate_server import RestateServer
+from framework._dev.service_process import ServiceProcess
 from framework._runtime.tracing import incoming_trace_context, outgoing_trace_headers
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,10 +1,12 @@
-"""Polling with a deadline, for tests that wait on another process."""
+"""Polling with a deadline, for tests that wait on another process: the dev tooling's own
+``wait_until``, failing the test (AssertionError) when time runs out."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from framework._dev import wait
 
 T = TypeVar("T")
 
@@ -17,11 +19,6 @@ def wait_until(
 ) -> T:
     """Poll ``predicate`` until it returns something truthy (and return that); fail after
     ``timeout`` seconds, naming ``what`` was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    return wait.wait_until(
+        predicate, what, timeout=timeout, interval=interval, error=AssertionError
+    )
