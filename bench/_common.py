@@ -30,7 +30,7 @@ OFFICIAL_REQUIREMENTS = [
     "hypercorn",
     "h2",
     "httpx",
-    # framework._server.serve (the shared hypercorn settings) is imported through the framework
+    # framework._server.hypercorn (the shared hypercorn settings) is imported through the framework
     # package, which needs these:
     "msgspec",
     "starlette",

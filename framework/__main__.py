@@ -23,14 +23,8 @@ from framework._dev.devloop import (
     DEFAULT_SERVICE_PORT,
     run_dev,
 )
-from framework._server.serve import (
-    GRACEFUL_TIMEOUT,
-    LOG_LEVELS,
-    AppLoadError,
-    ServeError,
-    serve,
-)
-from framework.exceptions import RestateServerError
+from framework._server.serve import GRACEFUL_TIMEOUT, LOG_LEVELS, serve
+from framework.exceptions import AppLoadError, RestateServerError, ServeError
 
 # -- arguments ------------------------------------------------------------------------------
 

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from framework._dev.processes import free_port
 from framework._dev.restate_server import RestateServer
+from framework._endpoint.asgi import ASGIApp
 from framework._runtime.codec import JournalValueCodec
-from framework._server.serve import ASGIApp
 from framework.client import create_client
 from framework.testing.environment import HarnessEnvironment
 from framework.testing.harness import (

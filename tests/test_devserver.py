@@ -16,8 +16,9 @@ from framework._dev.install import RESTATE_SERVER_VERSION, ensure_restate_server
 from framework._dev.processes import free_port, port_is_free
 from framework._dev.restate_server import RestateServer
 from framework._dev.service_process import ServiceProcess
-from framework._server.serve import AppLoadError, hypercorn_config, load_app
-from framework.exceptions import RestateServerError
+from framework._server.common import load_app
+from framework._server.hypercorn import hypercorn_config
+from framework.exceptions import AppLoadError, RestateServerError
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))

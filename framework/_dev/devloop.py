@@ -23,7 +23,7 @@ from framework._dev.processes import free_port, port_is_free
 from framework._dev.restate_server import RestateServer
 from framework._dev.service_process import ServiceProcess
 from framework._dev.wait import WaitTimeout, wait_until
-from framework._server.serve import MODULES_FILE_ENV, load_app
+from framework._server.common import MODULES_FILE_ENV, load_app
 from framework.exceptions import RestateServerError
 
 __all__ = [

@@ -41,11 +41,11 @@ from framework._dev.install import RESTATE_SERVER_VERSION as RESTATE_SERVER_VERS
 from framework._dev.processes import free_port as free_port
 from framework._dev.restate_server import RestateServer as RestateServer
 from framework._dev.service_process import ServiceProcess as ServiceProcess
+from framework._endpoint.asgi import ASGIApp as ASGIApp
 from framework._runtime.codec import JournalValueCodec as JournalValueCodec
-from framework._server.serve import ASGIApp as ASGIApp
-from framework._server.serve import granian_options as granian_options
-from framework._server.serve import load_app as load_app
-from framework._server.serve import serve_embedded as serve_embedded
+from framework._server.common import load_app as load_app
+from framework._server.granian import granian_options as granian_options
+from framework._server.granian import serve_embedded as serve_embedded
 from framework.exceptions import RestateServerError as RestateServerError
 from framework.testing.environment import HarnessEnvironment
 from framework.testing.harness import (

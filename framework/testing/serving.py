@@ -16,7 +16,9 @@ from framework._dev.processes import LOOPBACK, accepts_connections, free_port
 from framework._dev.restate_server import RestateServer
 from framework._dev.service_process import ServiceProcess
 from framework._dev.wait import WaitTimeout, wait_until
-from framework._server.serve import ASGIApp, granian_options, load_app, serve_embedded
+from framework._endpoint.asgi import ASGIApp
+from framework._server.common import load_app
+from framework._server.granian import granian_options, serve_embedded
 from framework.exceptions import RestateServerError
 from framework.testing.settings import (
     APP_GRACEFUL_TIMEOUT,
