@@ -1,4 +1,4 @@
-"""The package stays type-checked (mypy --strict) and lint-clean (ruff)."""
+"""The package stays type-checked (mypy --strict), lint-clean and formatted (ruff)."""
 
 from __future__ import annotations
 
@@ -25,4 +25,6 @@ def test_ruff() -> None:
         name for name in ("framework", "services", "tests", "bench") if (ROOT / name).is_dir()
     ]
     result = _run("ruff", "check", *folders)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = _run("ruff", "format", "--check", *folders)
     assert result.returncode == 0, result.stdout + result.stderr
