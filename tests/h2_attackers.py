@@ -42,18 +42,8 @@ from typing import Any
 
 import hpack
 
-from framework._protocol import (
-    EndMessage,
-    FrameDecoder,
-    InputCommandMessage,
-    Message,
-    OutputCommandMessage,
-    RunCommandMessage,
-    RunCompletionNotificationMessage,
-    StartMessage,
-    decode_message,
-    encode_frame,
-)
+from framework._protocol import EndMessage, InputCommandMessage, OutputCommandMessage, encode_frame
+from tests.journals import decode_frames, iter_frames, journal, run_entries
 from tests.processes import process_tree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,21 +194,18 @@ INVOKE_PATH = "/invoke/Abuse/echo"  # tests/abuse_app.py: answers n + 1
 
 def invocation_journal(n: int) -> bytes:
     """A prepared journal for ``Abuse/echo(n)``: Start(known_entries=1) + Input(n)."""
-    start = StartMessage(
-        id=n.to_bytes(16, "big"), debug_id=f"inv_abuse_{n}", known_entries=1, random_seed=n
+    return journal(
+        InputCommandMessage(value=str(n).encode()),
+        id=n.to_bytes(16, "big"),
+        debug_id=f"inv_abuse_{n}",
+        random_seed=n,
     )
-    return encode_frame(start) + encode_frame(InputCommandMessage(value=str(n).encode()))
 
 
 def check_answer(body: bytes, n: int) -> str | None:
     """None when ``body`` is exactly Output(n + 1) + End; else what is wrong."""
-    decoder = FrameDecoder()
     try:
-        decoder.feed(body)
-        messages: list[Message] = []
-        while (frame_ := decoder.next_frame()) is not None:
-            type_id, _flags, payload = frame_
-            messages.append(decode_message(type_id, payload))
+        messages = decode_frames(body)
     except Exception as error:
         return f"undecodable answer: {error!r}"
     if (
@@ -233,13 +220,9 @@ def check_answer(body: bytes, n: int) -> str | None:
 
 def describe_answer(body: bytes) -> str:
     """The protocol messages in an answer, briefly (an ErrorMessage with its code)."""
-    decoder = FrameDecoder()
     names = []
     with contextlib.suppress(Exception):
-        decoder.feed(body)
-        while (frame_ := decoder.next_frame()) is not None:
-            type_id, _flags, payload = frame_
-            message = decode_message(type_id, payload)
+        for message, _flags in iter_frames(body):
             code = getattr(message, "code", None)
             text = getattr(message, "message", "")
             names.append(
@@ -1182,9 +1165,8 @@ HUGE_BODY = 200 * 1024 * 1024
 
 def _body_chunks_oversized() -> Iterator[bytes]:
     """Start, then one message whose header claims the whole 200 MB (over the 32 MiB bound)."""
-    start = StartMessage(id=b"\x02" * 16, debug_id="inv_abuse_huge", known_entries=1)
     header = struct.pack(">HHI", InputCommandMessage.TYPE, 0, HUGE_BODY)
-    yield encode_frame(start) + header
+    yield journal(known=1, id=b"\x02" * 16, debug_id="inv_abuse_huge") + header
     zeros = b"\0" * (1 << 20)
     for _ in range(HUGE_BODY // len(zeros)):
         yield zeros
@@ -1194,11 +1176,15 @@ def _body_chunks_small_messages() -> Iterator[bytes]:
     """200 MB of journal made of 1 MiB messages, each well under the message size bound."""
     value = b"x" * (1 << 20)
     steps = HUGE_BODY // (len(value) + 64)
-    start = StartMessage(id=b"\x03" * 16, debug_id="inv_abuse_journal", known_entries=1 + 2 * steps)
-    yield encode_frame(start) + encode_frame(InputCommandMessage(value=b"1"))
+    yield journal(
+        InputCommandMessage(value=b"1"),
+        known=1 + 2 * steps,
+        id=b"\x03" * 16,
+        debug_id="inv_abuse_journal",
+    )
     for i in range(steps):
-        yield encode_frame(RunCommandMessage(result_completion_id=i + 1, name=f"s{i}"))
-        yield encode_frame(RunCompletionNotificationMessage(completion_id=i + 1, value=value))
+        for entry in run_entries(i + 1, f"s{i}", value):
+            yield encode_frame(entry)
 
 
 def huge_body(

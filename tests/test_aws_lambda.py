@@ -18,23 +18,14 @@ import pytest
 
 import framework
 from framework import Context, aws_lambda
-from framework._protocol import (
-    EndMessage,
-    FrameDecoder,
-    InputCommandMessage,
-    OutputCommandMessage,
-    RunCommandMessage,
-    RunCompletionNotificationMessage,
-    StartMessage,
-    decode_message,
-    encode_frame,
-)
+from framework._protocol import EndMessage, InputCommandMessage, OutputCommandMessage
 from framework.aws_lambda import (
     RESPONSE_COMPRESSION_THRESHOLD,
     LambdaRequest,
     RestateLambdaRequest,
     wrap_asgi_as_lambda_handler,
 )
+from tests.journals import decode_frames, journal, run_entries
 
 svc = framework.Service("Lambda")
 
@@ -70,22 +61,11 @@ def _event(path: str, method: str, headers: dict[str, str], body: bytes) -> Lamb
 
 
 def _journal(argument: Any, step: str, step_value: Any) -> bytes:
-    entries: list[Any] = [
+    """Input(argument), then the handler's one step already run, with ``step_value``."""
+    return journal(
         InputCommandMessage(value=msgspec.json.encode(argument)),
-        RunCommandMessage(result_completion_id=1, name=step),
-        RunCompletionNotificationMessage(completion_id=1, value=msgspec.json.encode(step_value)),
-    ]
-    start = StartMessage(id=b"\x07" * 16, debug_id="inv_lambda", known_entries=len(entries))
-    return b"".join(encode_frame(m) for m in (start, *entries))
-
-
-def _frames(body: bytes) -> list[Any]:
-    decoder = FrameDecoder()
-    decoder.feed(body)
-    frames = []
-    while (frame := decoder.next_frame()) is not None:
-        frames.append(decode_message(frame[0], frame[2]))
-    return frames
+        *run_entries(1, step, msgspec.json.encode(step_value)),
+    )
 
 
 def test_discovery_through_lambda_is_request_response() -> None:
@@ -112,7 +92,7 @@ def test_invocation_through_lambda_replays_and_answers() -> None:
         response = handler(event, None)
         assert response["statusCode"] == 200 and response["isBase64Encoded"]
         assert "content-encoding" not in response["headers"]
-        assert _frames(base64.b64decode(response["body"])) == [
+        assert decode_frames(base64.b64decode(response["body"])) == [
             OutputCommandMessage(value=msgspec.json.encode("hello Ann (journal)")),
             EndMessage(),
         ]
@@ -159,7 +139,7 @@ def test_a_compressed_journal_in_and_a_large_answer_compressed_out() -> None:
     raw = base64.b64decode(response["body"])
     assert len(raw) < RESPONSE_COMPRESSION_THRESHOLD // 10, "the answer was not compressed"
     expected = ("journal" * (size // 7 + 1))[:size]
-    assert _frames(aws_lambda.zstd_decompress(raw)) == [
+    assert decode_frames(aws_lambda.zstd_decompress(raw)) == [
         OutputCommandMessage(value=msgspec.json.encode(expected)),
         EndMessage(),
     ]
@@ -167,7 +147,7 @@ def test_a_compressed_journal_in_and_a_large_answer_compressed_out() -> None:
     del headers["accept-encoding"]
     plain = handler(_event("/invoke/Lambda/big", "POST", headers, compressed), None)
     assert "content-encoding" not in plain["headers"]
-    assert _frames(base64.b64decode(plain["body"]))[0] == OutputCommandMessage(
+    assert decode_frames(base64.b64decode(plain["body"]))[0] == OutputCommandMessage(
         value=msgspec.json.encode(expected)
     )
 
@@ -177,7 +157,7 @@ def test_a_small_answer_is_not_compressed() -> None:
     body = _journal(10, "filler", "journal")
     response = handler(_event("/invoke/Lambda/big", "POST", headers, body), None)
     assert "content-encoding" not in response["headers"]
-    assert _frames(base64.b64decode(response["body"]))[0] == OutputCommandMessage(
+    assert decode_frames(base64.b64decode(response["body"]))[0] == OutputCommandMessage(
         value=msgspec.json.encode("journaljou")
     )
 
@@ -302,6 +282,6 @@ async def test_the_building_blocks_by_hand() -> None:
     assert collector.finished.is_set()
     answer = collector.to_lambda_response()
     assert answer["statusCode"] == 200
-    assert _frames(base64.b64decode(answer["body"]))[0] == OutputCommandMessage(
+    assert decode_frames(base64.b64decode(answer["body"]))[0] == OutputCommandMessage(
         value=msgspec.json.encode("hello Bo (journal)")
     )

@@ -15,7 +15,6 @@ machine and the endpoint with random and mutated journals.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import struct
 import time
@@ -26,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from framework._devserver import ServiceProcess
+from framework._dev.service_process import ServiceProcess
 from framework._journal import StateMachine
 from framework._protocol import (
     MESSAGE_TYPES,
@@ -60,170 +58,70 @@ from framework._protocol import (
     SleepCompletionNotificationMessage,
     StartMessage,
     StateEntry,
-    SuspensionMessage,
     decode_message,
     encode_frame,
 )
 from tests.bad_input_services import SMALL_MAX_MESSAGE_SIZE, app, small_app
+from tests.journals import (
+    TERMINAL_MESSAGES,
+    Answer,
+    ASGIApp,
+    call_asgi,
+    decode_frames,
+    frame,
+    journal,
+    json,
+    start,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT_TYPE = "application/vnd.restate.invocation.v6"
 RESTATE_HEADERS = {"content-type": CONTENT_TYPE, "accept": CONTENT_TYPE}
 FOUR_GIB_HEADER = struct.pack(">HHI", 0x0000, 0, 0xFFFF_FFFF)
 REQUEST_TIMEOUT = 10.0
-TERMINAL = (ErrorMessage, EndMessage, SuspensionMessage)
-
-
-# -- journals ---------------------------------------------------------------------------
-
-
-def json(value: object) -> bytes:
-    return msgspec.json.encode(value)
-
-
-def start(known: int, **fields: Any) -> StartMessage:
-    return StartMessage(
-        id=b"\x07" * 16, debug_id="inv_bad_input", known_entries=known, random_seed=7, **fields
-    )
-
-
-def journal(*entries: Message, known: int | None = None, **start_fields: Any) -> bytes:
-    """StartMessage (announcing ``entries``, or ``known``) followed by ``entries``."""
-    first = start(len(entries) if known is None else known, **start_fields)
-    return b"".join(encode_frame(m) for m in (first, *entries))
-
-
-def frame(type_id: int, payload: bytes, flags: int = 0) -> bytes:
-    """A raw frame: whatever type id and body, with a truthful length."""
-    return struct.pack(">HHI", type_id, flags, len(payload)) + payload
-
 
 GOOD = journal(InputCommandMessage(value=json("still here")))
 
 
-# -- the endpoint in-process ------------------------------------------------------------
+# -- the endpoint in-process (tests/journals.py: call_asgi) -------------------------------
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    answered_early: bool  # the response ended while the request body was still coming
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-    @property
-    def frames(self) -> list[Message]:
-        assert self.status == 200, self.body
-        assert self.headers["content-type"] == CONTENT_TYPE
-        decoder = FrameDecoder()
-        decoder.feed(self.body)
-        out = [decode_message(t, p) for t, _f, p in iter(decoder.next_frame, None)]
-        decoder.close()
-        return out
-
-
-async def asgi_request(
-    asgi: Any,
-    path: str,
-    chunks: Sequence[bytes] = (b"",),
+def invoke(
+    handler: str,
+    body: bytes | Sequence[bytes],
+    asgi: ASGIApp = app,
     *,
-    method: str = "POST",
     headers: dict[str, str] | None = None,
-    http_version: str = "2",
     server_closes_after_answer: bool = False,
-) -> Reply:
-    """One request through the ASGI app, its body in ``chunks``.
+) -> Answer:
+    """Invoke ``handler`` in-process; the endpoint must not answer before the body is in.
 
-    After the body, ``receive`` behaves like hypercorn's: it blocks until the response is
-    over, then reports a disconnect. With ``server_closes_after_answer`` the request side
-    stays open after the chunks, like a Restate server's on HTTP/2, and closes once the
-    endpoint answered with a terminal frame (or went quiet for a moment).
+    With ``server_closes_after_answer`` the request side stays open after the body, like a
+    Restate server's on HTTP/2, and closes once the endpoint answered with a terminal frame
+    (or went quiet for a moment).
     """
-    pieces = list(chunks)
-    request_done = asyncio.Event()
-    response_done = asyncio.Event()
-    terminal_sent = asyncio.Event()
-    sent: list[dict[str, Any]] = []
-    out = FrameDecoder()
-    early = False
-
-    async def receive() -> dict[str, Any]:
-        if pieces:
-            body = pieces.pop(0)
-            more = bool(pieces) or server_closes_after_answer
-            if not more:
-                request_done.set()
-            return {"type": "http.request", "body": body, "more_body": more}
-        if not request_done.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(terminal_sent.wait(), 0.3)
-            request_done.set()
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await response_done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal early
-        assert not response_done.is_set(), f"sent after the response ended: {message}"
-        sent.append(message)
-        if message["type"] != "http.response.body":
-            return
-        if message.get("body") and sent[0]["status"] == 200:
-            out.feed(message["body"])
-            for type_id, _flags, _payload in iter(out.next_frame, None):
-                if type_id in (ErrorMessage.TYPE, EndMessage.TYPE, SuspensionMessage.TYPE):
-                    terminal_sent.set()
-        if not message.get("more_body", False):
-            early = not request_done.is_set()
-            response_done.set()
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.1"},
-        "http_version": http_version,
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (k.encode(), v.encode())
-            for k, v in (RESTATE_HEADERS if headers is None else headers).items()
-        ],
-    }
-    await asyncio.wait_for(asgi(scope, receive, send), REQUEST_TIMEOUT)
-    assert response_done.is_set(), "the app returned without ending its response"
-    start_message = sent[0]
-    assert start_message["type"] == "http.response.start"
-    response_headers = {k.decode().lower(): v.decode() for k, v in start_message["headers"]}
-    body = b"".join(m.get("body", b"") for m in sent[1:])
-    return Reply(start_message["status"], response_headers, body, early)
-
-
-def request(asgi: Any, path: str, chunks: Sequence[bytes] = (b"",), **options: Any) -> Reply:
-    return asyncio.run(asgi_request(asgi, path, chunks, **options))
-
-
-def invoke(handler: str, body: bytes | Sequence[bytes], asgi: Any = app, **options: Any) -> Reply:
-    chunks = [body] if isinstance(body, bytes) else list(body)
-    reply = request(asgi, f"/invoke/{handler}", chunks, **options)
-    assert not reply.answered_early, "answered before the request body was in"
+    request_headers = RESTATE_HEADERS if headers is None else headers
+    reply = call_asgi(
+        asgi,
+        f"/invoke/{handler}",
+        body,
+        headers=request_headers,
+        input_open_for=0.3 if server_closes_after_answer else 0.0,
+        close_input_on_answer=server_closes_after_answer,
+    )
+    if reply.status == 200:
+        assert reply.headers["content-type"] == request_headers["content-type"], reply.headers
     return reply
 
 
-def error_of(reply: Reply) -> ErrorMessage:
+def error_of(reply: Answer) -> ErrorMessage:
     """The one ErrorMessage a failed attempt answers with."""
     frames = reply.frames
     assert len(frames) == 1 and isinstance(frames[0], ErrorMessage), frames
     return frames[0]
 
 
-def assert_still_serves(asgi: Any = app) -> None:
+def assert_still_serves(asgi: ASGIApp = app) -> None:
     reply = invoke("BadInput/echo", GOOD, asgi)
     assert reply.frames == [OutputCommandMessage(value=json("still here")), EndMessage()]
 
@@ -350,9 +248,7 @@ def test_bad_frames_arriving_while_the_handler_runs(bad: bytes, version: int) ->
         headers={"content-type": content_type, "accept": content_type},
     )
     assert time.monotonic() - began < 5
-    decoder = FrameDecoder()
-    decoder.feed(reply.body)
-    frames = [decode_message(t, p) for t, _f, p in iter(decoder.next_frame, None)]
+    frames = reply.frames
     assert isinstance(frames[-1], ErrorMessage) and frames[-1].code == 571, frames
     assert_still_serves()
 
@@ -652,20 +548,27 @@ HTTP_MISTAKES = {
 @pytest.mark.parametrize("case", HTTP_MISTAKES, ids=str)
 def test_http_mistakes_get_a_readable_4xx(case: str) -> None:
     method, path, headers, status, text = HTTP_MISTAKES[case]
-    reply = request(app, path, [GOOD[:10], GOOD[10:]], method=method, headers=headers)
+    ours = path.count("/") == 3 and path.startswith("/invoke/")  # our route, not Starlette's
+    # Our route must not answer before the request body is in (call_asgi checks that).
+    reply = call_asgi(
+        app,
+        path,
+        [GOOD[:10], GOOD[10:]],
+        method=method,
+        headers=headers,
+        allow_early_answer=not ours,
+    )
     assert reply.status == status, reply
     assert reply.headers["content-type"].startswith("text/plain"), reply.headers
     assert text in reply.text, reply.text
-    if path.count("/") == 3 and path.startswith("/invoke/"):  # our route, not Starlette's
-        assert not reply.answered_early
     assert_still_serves()
 
 
 @pytest.mark.parametrize("case", ["unknown path", "POST discovery"])
 def test_answers_outside_the_invoke_path_wait_for_the_request_body(case: str) -> None:
     method, path, headers, _status, _text = HTTP_MISTAKES[case]
-    reply = request(app, path, [GOOD[:10], GOOD[10:]], method=method, headers=headers)
-    assert not reply.answered_early
+    # call_asgi fails if the app answers before the request body is in.
+    call_asgi(app, path, [GOOD[:10], GOOD[10:]], method=method, headers=headers)
 
 
 # -- fuzzing ----------------------------------------------------------------------------
@@ -828,19 +731,17 @@ def test_fuzz_endpoint_answers_every_mutated_journal(
 ) -> None:
     handler, data, version = case
     content_type = f"application/vnd.restate.invocation.v{version}"
-    reply = request(
+    # call_asgi fails if the app answers before the request body is in.
+    reply = call_asgi(
         app,
         f"/invoke/{handler}",
         chunked(data, chunk),
         headers={"content-type": content_type, "accept": content_type},
     )
-    assert reply.status == 200 and not reply.answered_early
+    assert reply.status == 200
     assert reply.headers["content-type"] == content_type
-    decoder = FrameDecoder()
-    decoder.feed(reply.body)
-    frames = [decode_message(t, p) for t, _f, p in iter(decoder.next_frame, None)]
-    decoder.close()
-    ends = [f for f in frames if isinstance(f, TERMINAL)]
+    frames = reply.frames
+    ends = [f for f in frames if isinstance(f, TERMINAL_MESSAGES)]
     assert len(ends) == 1 and frames[-1] is ends[0], frames
     if isinstance(ends[0], EndMessage):
         assert isinstance(frames[-2], OutputCommandMessage)
@@ -878,11 +779,7 @@ def post(client: httpx.Client, url: str, content: Any, **headers: str) -> httpx.
 
 def frames_of(response: httpx.Response) -> list[Message]:
     assert response.status_code == 200, response.text
-    decoder = FrameDecoder()
-    decoder.feed(response.content)
-    out = [decode_message(t, p) for t, _f, p in iter(decoder.next_frame, None)]
-    decoder.close()
-    return out
+    return decode_frames(response.content)
 
 
 def h2c_still_serves(served: Served, base: str | None = None) -> None:

@@ -23,19 +23,17 @@ from framework._protocol import (
     CallInvocationIdCompletionNotificationMessage,
     EndMessage,
     ErrorMessage,
-    FrameDecoder,
     InputCommandMessage,
+    Message,
     OneWayCallCommandMessage,
     OutputCommandMessage,
     SendSignalCommandMessage,
     SignalNotificationMessage,
     SleepCommandMessage,
     SleepCompletionNotificationMessage,
-    StartMessage,
     SuspensionMessage,
-    decode_message,
-    encode_frame,
 )
+from tests.journals import call_asgi, invocation_headers, journal, json
 
 svc = framework.Service("Semantics")
 INVOCATION_ID = bytes(range(16))
@@ -92,54 +90,19 @@ async def scoped(ctx: Context) -> None:
 app = framework.app([svc])
 
 
-def json(value: object) -> bytes:
-    return msgspec.json.encode(value)
-
-
 def run_journal(
-    handler: str, *entries: object, version: int = 6, close_after: float = 0.0
-) -> list[object]:
+    handler: str, *entries: Message, version: int = 6, close_after: float = 0.0
+) -> list[Message]:
     """Invoke ``handler`` with a complete journal (StartMessage + entries); the server's
     side of the stream closes with it, or ``close_after`` seconds later."""
-    start = StartMessage(
-        id=INVOCATION_ID, debug_id="inv_test", known_entries=len(entries), random_seed=1
+    answer = call_asgi(
+        app,
+        f"/invoke/Semantics/{handler}",
+        journal(*entries, id=INVOCATION_ID),
+        headers=invocation_headers(version),
+        input_open_for=close_after,
     )
-    body = b"".join(encode_frame(m) for m in (start, *entries))  # type: ignore[arg-type]
-    content_type = f"application/vnd.restate.invocation.v{version}".encode()
-    scope = {
-        "type": "http",
-        "http_version": "2",
-        "method": "POST",
-        "scheme": "http",
-        "path": f"/invoke/Semantics/{handler}",
-        "raw_path": b"",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", content_type), (b"accept", content_type)],
-    }
-    received = [{"type": "http.request", "body": body, "more_body": close_after > 0}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        if received:
-            return received.pop(0)
-        if close_after:
-            await asyncio.sleep(close_after)
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.sleep(3600)
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
-    assert sent[0]["status"] == 200
-    decoder = FrameDecoder()
-    decoder.feed(b"".join(m.get("body", b"") for m in sent[1:]))
-    frames = []
-    while (frame := decoder.next_frame()) is not None:
-        frames.append(decode_message(frame[0], frame[2]))
-    return frames
+    return answer.frames
 
 
 INPUT = InputCommandMessage()
@@ -156,7 +119,9 @@ CANCEL = SignalNotificationMessage(idx=1, void=True)
         (TIMER_FIRED, AWAKENED, ["timeout", None]),
     ],
 )
-def test_select_follows_the_journal_order(first: object, second: object, winner: list[Any]) -> None:
+def test_select_follows_the_journal_order(
+    first: Message, second: Message, winner: list[Any]
+) -> None:
     # Both completions are in the journal: the one recorded first won the first time,
     # so it must win on every replay too.
     frames = run_journal("race", INPUT, SLEEP, first, second)

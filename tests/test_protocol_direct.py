@@ -9,21 +9,19 @@ import httpx
 import msgspec
 import pytest
 
-from framework._devserver import ServiceProcess
+from framework._dev.service_process import ServiceProcess
 from framework._protocol import (
     REQUESTED_ACK_FLAG,
     EndMessage,
-    FrameDecoder,
     InputCommandMessage,
+    Message,
     OutputCommandMessage,
     ProposeRunCompletionMessage,
     RunCommandMessage,
     RunCompletionNotificationMessage,
-    StartMessage,
     SuspensionMessage,
-    decode_message,
-    encode_frame,
 )
+from tests.journals import decode_frames_with_flags, journal, json, run_entries
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,51 +36,37 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]
         yield client
 
 
-def invoke(client: httpx.Client, path: str, body: bytes, version: int = 6) -> list[tuple]:
+def invoke(
+    client: httpx.Client, path: str, body: bytes, version: int = 6
+) -> list[tuple[Message, int]]:
+    """POST a prepared journal; the answer's messages with their frame flags."""
     content_type = f"application/vnd.restate.invocation.v{version}"
     response = client.post(
         path, content=body, headers={"content-type": content_type, "accept": content_type}
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == content_type
-    decoder = FrameDecoder()
-    decoder.feed(response.content)
-    frames = []
-    while (frame := decoder.next_frame()) is not None:
-        type_id, flags, payload = frame
-        frames.append((decode_message(type_id, payload), flags))
-    decoder.close()
-    return frames
-
-
-def journal(known: int, *messages: object) -> bytes:
-    start = StartMessage(
-        id=b"\x01" * 16, debug_id="inv_direct", known_entries=known, random_seed=42
-    )
-    return b"".join(encode_frame(m) for m in (start, *messages))  # type: ignore[arg-type]
-
-
-def json(value: object) -> bytes:
-    return msgspec.json.encode(value)
+    return decode_frames_with_flags(response.content)
 
 
 @pytest.mark.parametrize("version", [5, 6, 7])
 def test_replayed_runs_are_not_executed_again(endpoint: httpx.Client, version: int) -> None:
     results = [json("<from journal>"), json(7), json(1234.5)]
     names = ["LLM call", "generate number", "time"]
-    entries: list[object] = [InputCommandMessage(value=json("Ann"))]
+    entries: list[Message] = [InputCommandMessage(value=json("Ann"))]
     for completion_id, (name, value) in enumerate(zip(names, results, strict=True), start=1):
-        entries.append(RunCommandMessage(result_completion_id=completion_id, name=name))
-        entries.append(RunCompletionNotificationMessage(completion_id=completion_id, value=value))
-    frames = invoke(endpoint, "/invoke/GreeterV7/greet", journal(len(entries), *entries), version)
+        entries.extend(run_entries(completion_id, name, value))
+    frames = invoke(endpoint, "/invoke/GreeterV7/greet", journal(*entries), version)
     assert [type(m) for m, _ in frames] == [OutputCommandMessage, EndMessage]
-    output = msgspec.json.decode(frames[0][0].value)
+    answer = frames[0][0]
+    assert isinstance(answer, OutputCommandMessage) and answer.value is not None
+    output = msgspec.json.decode(answer.value)
     assert output.startswith("<from journal> 7 ") and output.endswith(" 1234.5")
 
 
 @pytest.mark.parametrize("version", [6, 7])
 def test_new_run_is_proposed_then_suspends(endpoint: httpx.Client, version: int) -> None:
-    body = journal(1, InputCommandMessage(value=json("Bob")))
+    body = journal(InputCommandMessage(value=json("Bob")))
     frames = invoke(endpoint, "/invoke/GreeterV7/greet", body, version)
     expected_ack = REQUESTED_ACK_FLAG if version >= 7 else 0
     assert frames[0] == (RunCommandMessage(result_completion_id=1, name="LLM call"), 0)
@@ -120,7 +104,6 @@ def test_journal_mismatch_frame(endpoint: httpx.Client) -> None:
     from framework._protocol import ErrorMessage
 
     body = journal(
-        3,
         InputCommandMessage(value=json("Ann")),
         RunCommandMessage(result_completion_id=1, name="renamed step"),
         RunCompletionNotificationMessage(completion_id=1, value=json("x")),

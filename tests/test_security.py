@@ -8,7 +8,6 @@ it untouched, in-process and against a ``python -m framework serve`` child proce
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -18,29 +17,26 @@ from typing import Any
 import base58
 import httpx
 import jwt
-import msgspec
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from framework import app as make_app
-from framework._devserver import ServiceProcess
+from framework._dev.service_process import ServiceProcess
 from framework._protocol import (
     EndMessage,
     ErrorMessage,
-    FrameDecoder,
     Header,
     InputCommandMessage,
-    Message,
     OutputCommandMessage,
     RunCommandMessage,
     RunCompletionNotificationMessage,
     StartMessage,
-    decode_message,
     encode_frame,
 )
 from tests import bad_input_services
 from tests.bad_input_services import LEDGER, SERVICES
+from tests.journals import ASGIApp, call_asgi, decode_frames, invocation_headers, journal, json
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT_TYPE = "application/vnd.restate.invocation.v6"
@@ -77,60 +73,17 @@ def signed(jwt_token: str) -> dict[str, str]:
     return {"x-restate-signature-scheme": "v1", "x-restate-jwt-v1": jwt_token}
 
 
-def json(value: object) -> bytes:
-    return msgspec.json.encode(value)
-
-
-def journal(*entries: Message) -> bytes:
-    start = StartMessage(
-        id=b"\x05" * 16, debug_id="inv_security", known_entries=len(entries), random_seed=3
-    )
-    return b"".join(encode_frame(m) for m in (start, *entries))
-
-
 GOOD = journal(InputCommandMessage(value=json("hello")))
 
 
-def frames_of(body: bytes) -> list[Message]:
-    decoder = FrameDecoder()
-    decoder.feed(body)
-    frames = [decode_message(t, p) for t, _f, p in iter(decoder.next_frame, None)]
-    decoder.close()
-    return frames
-
-
-def call(asgi: Any, path: str, headers: dict[str, str], body: bytes = GOOD) -> tuple[int, bytes]:
+def call(
+    asgi: ASGIApp, path: str, headers: dict[str, str], body: bytes = GOOD
+) -> tuple[int, bytes]:
     """POST ``body`` to ``path`` through the ASGI app, in-process; (status, response body)."""
-
-    async def go() -> tuple[int, bytes]:
-        sent: list[dict[str, Any]] = []
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def receive() -> dict[str, Any]:
-            if messages:
-                return messages.pop(0)
-            await asyncio.sleep(30)
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        all_headers = {"content-type": CONTENT_TYPE, "accept": CONTENT_TYPE, **headers}
-        scope = {
-            "type": "http",
-            "http_version": "2",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(k.encode(), v.encode()) for k, v in all_headers.items()],
-        }
-        await asyncio.wait_for(asgi(scope, receive, send), 10)
-        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
-
-    return asyncio.run(go())
+    status, _headers, answer = call_asgi(
+        asgi, path, body, headers={**invocation_headers(), **headers}
+    )
+    return status, answer
 
 
 def pieces_of(secret: str) -> list[str]:
@@ -219,7 +172,7 @@ def test_rejected_requests_never_reach_user_code(
     assert "refused POST /invoke/BadInput/echo" in caplog.text
     # The same endpoint still runs correctly signed requests.
     status, body = call(SIGNED_APP, ECHO, signed(token()))
-    assert status == 200 and frames_of(body)[0] == OutputCommandMessage(value=json("hello"))
+    assert status == 200 and decode_frames(body)[0] == OutputCommandMessage(value=json("hello"))
     assert ledger == ["echo"]
 
 
@@ -306,7 +259,7 @@ def _input_frame_with_header(key: bytes, value: bytes) -> bytes:
 
 def _failure_texts(body: bytes) -> list[str]:
     texts = []
-    for message in frames_of(body):
+    for message in decode_frames(body):
         if isinstance(message, ErrorMessage):
             texts += [message.message, message.stacktrace, message.related_command_name or ""]
         elif isinstance(message, OutputCommandMessage):
@@ -357,7 +310,7 @@ def test_served_endpoint_keeps_rejected_requests_and_secrets_out(tmp_path: Path)
 
         response = client.post(ECHO, content=GOOD, headers={**base, **signed(token())})
         assert response.status_code == 200
-        assert frames_of(response.content)[0] == OutputCommandMessage(value=json("hello"))
+        assert decode_frames(response.content)[0] == OutputCommandMessage(value=json("hello"))
         assert ledger_file.read_text().splitlines() == ["echo"]
 
         # Signed requests that fail, with secrets in the input and in header values.
@@ -390,4 +343,4 @@ def test_served_endpoint_keeps_rejected_requests_and_secrets_out(tmp_path: Path)
 def test_ok_answers_are_framed_and_end(ledger: list[str]) -> None:
     status, body = call(SIGNED_APP, ECHO, signed(token()))
     assert status == 200
-    assert frames_of(body) == [OutputCommandMessage(value=json("hello")), EndMessage()]
+    assert decode_frames(body) == [OutputCommandMessage(value=json("hello")), EndMessage()]
