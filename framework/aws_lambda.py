@@ -18,6 +18,7 @@ Without a zstd library nothing is advertised and answers are never compressed.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import importlib
 import json
@@ -390,10 +391,15 @@ class LambdaRestateApp(RestateApp):
 
 def wrap_asgi_as_lambda_handler(asgi_app: ASGIApp) -> RestateLambdaHandler:
     """A Lambda handler that runs each request through ``asgi_app`` (request/response)."""
-    # One loop for the life of the execution environment: Lambda reuses it between calls.
-    loop = asyncio.new_event_loop()
+    # One loop for the life of the execution environment (Lambda reuses it between calls),
+    # made on the first call and closed when the interpreter exits.
+    loop: asyncio.AbstractEventLoop | None = None
 
     def handler(event: RestateLambdaRequest, context: Any) -> RestateLambdaResponse:
+        nonlocal loop
+        if loop is None:
+            loop = asyncio.new_event_loop()
+            atexit.register(loop.close)
         return loop.run_until_complete(_handle(asgi_app, event))
 
     return handler

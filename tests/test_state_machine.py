@@ -778,3 +778,10 @@ def test_the_same_journal_in_one_chunk_or_byte_by_byte() -> None:
         assert decode_frames(machine.take_output()) == [
             RunCommandMessage(result_completion_id=3, name="c")
         ]
+
+
+def test_bytes_after_the_end_of_the_body_are_refused() -> None:
+    machine = state_machine(journal(INPUT))  # the body has ended
+    late = encode_frame(SleepCompletionNotificationMessage(completion_id=1, void=True))
+    with pytest.raises(ProtocolError, match="after the request body had ended"):
+        machine.receive(late)

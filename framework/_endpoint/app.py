@@ -50,6 +50,12 @@ def route_path(scope: Mapping[str, Any]) -> str:
     return path
 
 
+def _is_invoke_path(path: str) -> bool:
+    """``/invoke/{service}/{handler}``: the one route whose handler reads the body itself."""
+    parts = path.split("/")
+    return len(parts) == 4 and parts[1] == "invoke" and bool(parts[2]) and bool(parts[3])
+
+
 class RestateApp:
     """An ASGI app serving a set of services to a Restate server."""
 
@@ -113,7 +119,7 @@ class RestateApp:
                 except IdentityError as error:
                     await self._unauthorized(scope, receive, send, str(error))
                     return
-        if scope["type"] == "http" and not route_path(scope).startswith("/invoke/"):
+        if scope["type"] == "http" and not _is_invoke_path(route_path(scope)):
             await self._answer_after_body(scope, receive, send)
             return
         await self._router(scope, receive, send)

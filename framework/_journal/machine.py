@@ -281,6 +281,8 @@ class StateMachine:
 
     def receive(self, data: bytes) -> None:
         """Feed bytes of the request body; raises ProtocolError on anything malformed."""
+        if self.input_closed:
+            raise ProtocolError(f"{len(data)} bytes arrived after the request body had ended")
         decoder = self._decoder
         decoder.feed(data)
         while (frame := decoder.next_frame()) is not None:
