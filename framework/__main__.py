@@ -23,6 +23,7 @@ from framework._dev.devloop import (
     DEFAULT_SERVICE_PORT,
     run_dev,
 )
+from framework._dev.replay import run_check
 from framework._server.serve import GRACEFUL_TIMEOUT, LOG_LEVELS, serve
 from framework.exceptions import AppLoadError, RestateServerError, ServeError
 
@@ -195,6 +196,45 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep trying this long while the server or the service is not up yet",
     )
+    replay_cmd = commands.add_parser(
+        "replay",
+        help="replay journals a Restate server recorded with the current code (no side effects)",
+        description="Fetch the journals of invocations from the admin API (or from files "
+        "written by --export) and replay each with the app's current handlers, without a "
+        "server: no ctx.run closure runs, no call leaves the process. Prints ok, the first "
+        "mismatch (journal index, what was recorded, what the code did, its source line) or "
+        "that the code goes on past the recorded end (fine for invocations in flight). Exits 1 "
+        "if any journal does not match, for CI.",
+    )
+    replay_cmd.add_argument("app", metavar="MODULE:APP", help="e.g. services.app:app")
+    replay_cmd.add_argument(
+        "--admin-url",
+        default=f"http://127.0.0.1:{DEFAULT_ADMIN_PORT}",
+        metavar="URL",
+        help=f"the server's admin API (default http://127.0.0.1:{DEFAULT_ADMIN_PORT})",
+    )
+    replay_cmd.add_argument("--service", help="only invocations of this service")
+    replay_cmd.add_argument("--handler", help="only invocations of this handler")
+    replay_cmd.add_argument(
+        "--status",
+        choices=("running", "completed", "all"),
+        default="all",
+        help="in flight, completed, or both (default)",
+    )
+    replay_cmd.add_argument(
+        "--since", metavar="DURATION", help="created in the last 30m, 1h, 2d..."
+    )
+    replay_cmd.add_argument("--limit", type=int, metavar="N", help="at most N, newest first")
+    replay_cmd.add_argument(
+        "--export", type=Path, metavar="DIR", help="also write the fetched journals to DIR"
+    )
+    replay_cmd.add_argument(
+        "--from",
+        dest="from_dir",
+        type=Path,
+        metavar="DIR",
+        help="replay journals from files written by --export instead of asking a server",
+    )
     return parser
 
 
@@ -232,6 +272,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "register":
             return _register(args)
+        if args.command == "replay":
+            return run_check(
+                args.app,
+                admin_url=args.admin_url,
+                service=args.service,
+                handler=args.handler,
+                status=args.status,
+                since=args.since,
+                limit=args.limit,
+                export_to=args.export,
+                from_dir=args.from_dir,
+            )
         return run_dev(
             args.app,
             reload=args.command == "dev" and not args.no_reload,

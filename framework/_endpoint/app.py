@@ -96,6 +96,8 @@ class RestateApp:
         self.protocol = protocol
         self.max_protocol_version = ProtocolVersion(max_protocol_version)
         codec = CodecSource(journal_value_codec) if journal_value_codec is not None else None
+        self.codec = codec
+        self.max_message_size = max_message_size
         invoke = InvokeEndpoint(
             handlers, self.max_protocol_version, max_message_size, codec, self.services
         )

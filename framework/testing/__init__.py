@@ -39,6 +39,8 @@ import importlib.util
 
 from framework._dev.install import RESTATE_SERVER_VERSION as RESTATE_SERVER_VERSION
 from framework._dev.processes import free_port as free_port
+from framework._dev.replay import RecordedInvocation, ReplayReport, replay
+from framework._dev.replay import load as load_journals
 from framework._dev.restate_server import RestateServer as RestateServer
 from framework._dev.service_process import ServiceProcess as ServiceProcess
 from framework._endpoint.asgi import ASGIApp as ASGIApp
@@ -80,12 +82,16 @@ if importlib.util.find_spec("pytest") is not None:
 
 __all__ = [
     "HarnessEnvironment",
+    "RecordedInvocation",
+    "ReplayReport",
     "RestateTestHarness",
     "TestConfiguration",
     "always_replay_env",
     "create_test_harness",
     "disable_retries_env",
     "harness_server_env",
+    "load_journals",
+    "replay",
     "server_version_for_image",
     "test_harness",
 ]
