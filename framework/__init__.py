@@ -6,7 +6,14 @@ module written for it runs here after changing its imports.
 
 from typing import TYPE_CHECKING, Any
 
-from framework._api.combinators import as_completed, gather, select, wait_completed
+from framework._api.combinators import (
+    all_settled,
+    as_completed,
+    first_success,
+    gather,
+    select,
+    wait_completed,
+)
 from framework._api.context import (
     Context,
     ObjectContext,
@@ -30,6 +37,7 @@ from framework._runtime.codec import JournalValueCodec, JournalValueCodecProvide
 from framework._runtime.logging import RestateLoggingFilter, getLogger
 from framework.endpoint import app
 from framework.exceptions import (
+    DurableTimeoutError,
     HttpError,
     RetryableError,
     SdkInternalBaseException,
@@ -71,6 +79,7 @@ __all__ = [
     "Context",
     "DefaultSerde",
     "DurablePromise",
+    "DurableTimeoutError",
     "HarnessEnvironment",
     "HttpError",
     "InvocationRetryPolicy",
@@ -100,10 +109,12 @@ __all__ = [
     "Workflow",
     "WorkflowContext",
     "WorkflowSharedContext",
+    "all_settled",
     "app",
     "as_completed",
     "create_client",
     "create_test_harness",
+    "first_success",
     "gather",
     "getLogger",
     "is_internal_exception",

@@ -4,6 +4,7 @@ The tree::
 
     Exception
     ├── TerminalError              a handler's failure for good: not retried
+    │   └── DurableTimeoutError    future.or_timeout() ran out (408; also a builtin TimeoutError)
     ├── RetryableError             fail this attempt; retried, optionally after a delay
     ├── HttpError                  the ingress client got a non-2xx answer (framework.client)
     └── RuntimeError
@@ -47,6 +48,14 @@ class TerminalError(Exception):
 
     def __repr__(self) -> str:
         return f"TerminalError({self.message!r}, status_code={self.status_code})"
+
+
+class DurableTimeoutError(TerminalError, TimeoutError):
+    """A durable future did not complete within ``future.or_timeout(...)``: a TerminalError
+    with status 408 (and a builtin ``TimeoutError``, for ``except TimeoutError``)."""
+
+    def __init__(self, message: str, status_code: int = 408) -> None:
+        super().__init__(message, status_code)
 
 
 class RetryableError(Exception):
@@ -132,6 +141,7 @@ def is_internal_exception(e: BaseException) -> bool:
 
 __all__ = [
     "AppLoadError",
+    "DurableTimeoutError",
     "HttpError",
     "RestateServerError",
     "RetryableError",

@@ -8,11 +8,14 @@ every replay.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from framework._api.futures import RestateDurableFuture
 from framework._journal import Key
 from framework._runtime.invocation import Invocation
+from framework.exceptions import TerminalError
+
+T = TypeVar("T")
 
 
 async def gather(*futures: RestateDurableFuture[Any]) -> list[RestateDurableFuture[Any]]:
@@ -20,10 +23,46 @@ async def gather(*futures: RestateDurableFuture[Any]) -> list[RestateDurableFutu
 
     Await each returned future for its value (or its TerminalError).
     """
-    invocation, keys = _pending(futures)
-    if invocation is not None:
+    invocation, keys, simple = _pending(futures)
+    if invocation is not None and simple:
         await _AwaitKeys(invocation, keys, require_all=True)
+    elif invocation is not None:
+        # A future raced against a timer completes with either notification: wait for
+        # progress on what is pending, until every future has completed.
+        while left := tuple(f for f in futures if not f.is_completed()):
+            await _AwaitKeys(invocation, _keys_of(left), require_all=False)
     return list(futures)
+
+
+async def all_settled(*futures: RestateDurableFuture[Any]) -> list[Any]:
+    """Wait for every future; each one's value, or the TerminalError it failed with, in
+    argument order (the failures are returned, not raised)."""
+    await gather(*futures)
+    outcomes: list[Any] = []
+    for future in futures:
+        try:
+            outcomes.append(await future)
+        except TerminalError as error:
+            outcomes.append(error)
+    return outcomes
+
+
+async def first_success(*futures: RestateDurableFuture[T]) -> T:
+    """The value of the first future to succeed (as the journal ordered their completions);
+    if all of them fail, the first failure (by argument order) is raised."""
+    if not futures:
+        raise ValueError("first_success() needs at least one future")
+    left = list(futures)
+    failures: dict[int, TerminalError] = {}
+    while left:
+        await _any_completed(left)
+        for future in [f for f in left if f.is_completed()]:
+            left.remove(future)
+            try:
+                return await future
+            except TerminalError as error:
+                failures[futures.index(future)] = error
+    raise failures[min(failures)]
 
 
 async def wait_completed(
@@ -69,18 +108,23 @@ async def select(**kws: RestateDurableFuture[Any]) -> list[Any]:
 async def _any_completed(futures: Iterable[RestateDurableFuture[Any]]) -> None:
     """Return once one of ``futures`` has completed (at once if one has already)."""
     futures = tuple(futures)
-    invocation, keys = _pending(futures)
-    if invocation is not None and len(keys) == len(futures):  # none completed yet
+    invocation, keys, _simple = _pending(futures)
+    if invocation is not None and not any(f.is_completed() for f in futures):
         await _AwaitKeys(invocation, keys, require_all=False)
+
+
+def _keys_of(futures: Iterable[RestateDurableFuture[Any]]) -> tuple[Key, ...]:
+    return tuple(key for future in futures for key in future._wait_keys())
 
 
 def _pending(
     futures: tuple[RestateDurableFuture[Any], ...],
-) -> tuple[Invocation | None, tuple[Key, ...]]:
-    """The invocation the futures belong to (None if all have completed) and the keys of
-    those not completed yet."""
+) -> tuple[Invocation | None, tuple[Key, ...], bool]:
+    """The invocation the futures belong to (None if all have completed), the keys of those
+    not completed yet, and whether each of those waits on a single key."""
     invocation: Invocation | None = None
     keys: list[Key] = []
+    simple = True
     for future in futures:
         if not isinstance(future, RestateDurableFuture):
             raise TypeError(
@@ -94,8 +138,10 @@ def _pending(
             invocation = owner
         elif owner is not invocation:
             raise ValueError("all futures of one combinator must come from the same handler")
-        keys.append(future._key)
-    return invocation, tuple(keys)
+        waits = future._wait_keys()
+        simple = simple and len(waits) == 1
+        keys.extend(waits)
+    return invocation, tuple(keys), simple
 
 
 class _AwaitKeys:
@@ -110,4 +156,4 @@ class _AwaitKeys:
         return self._invocation.await_keys(self._keys, self._require_all)
 
 
-__all__ = ["as_completed", "gather", "select", "wait_completed"]
+__all__ = ["all_settled", "as_completed", "first_success", "gather", "select", "wait_completed"]

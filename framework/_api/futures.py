@@ -7,14 +7,18 @@ progress, and raises TerminalError(409) when the invocation is cancelled meanwhi
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Generator
+import time
+from collections.abc import Awaitable, Callable, Generator
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from framework._journal import Key, Result
 from framework._runtime.invocation import Invocation, await_result, result_to_value
+from framework.exceptions import DurableTimeoutError
 from framework.serde import DefaultSerde, Serde
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 class _NoneSerde(Serde[None]):
@@ -51,6 +55,25 @@ class RestateDurableFuture(Generic[T], Awaitable[T]):
     def is_completed(self) -> bool:
         """Whether awaiting this future returns (or raises) without waiting."""
         return self._invocation.machine.result(self._key) is not None
+
+    def _wait_keys(self) -> tuple[Key, ...]:
+        """The notifications any one of which may complete this future."""
+        return (self._key,)
+
+    def map(self, fn: Callable[[T], U]) -> RestateDurableFuture[U]:
+        """A future of ``fn(value)``. ``fn`` runs each time the future is awaited, replays
+        included, so it must be deterministic (no I/O: that belongs in ``ctx.run``)."""
+        return _MappedFuture(self, fn)
+
+    def or_timeout(self, timeout: timedelta) -> RestateDurableFuture[T]:
+        """This future, or ``DurableTimeoutError`` (a TerminalError, 408) if it has not
+        completed within ``timeout``. The timeout is a durable timer raced against the
+        future, so every replay takes the branch the first run took."""
+        invocation = self._invocation
+        wake_up = int(time.time() * 1000 + timeout / timedelta(milliseconds=1))
+        timer = invocation.machine.sleep(wake_up, "")
+        invocation.wrote()
+        return _TimeoutFuture(self, timer, timeout)
 
 
 class CompletedFuture(RestateDurableFuture[T]):
@@ -94,6 +117,58 @@ def _value_of(invocation: Invocation, result: Result, serde: Serde[T]) -> Genera
     if codec is not None and isinstance(result, bytes):
         result = yield from codec.decode(result).__await__()
     return result_to_value(result, serde)  # type: ignore[no-any-return]
+
+
+class _MappedFuture(RestateDurableFuture[U]):
+    """Another future's value, transformed."""
+
+    __slots__ = ("_fn", "_inner")
+
+    def __init__(self, inner: RestateDurableFuture[Any], fn: Callable[[Any], U]) -> None:
+        self._invocation = inner._invocation
+        self._key = inner._key
+        self._inner = inner
+        self._fn = fn
+
+    def __await__(self) -> Generator[Any, None, U]:
+        value = yield from self._inner.__await__()
+        return self._fn(value)
+
+    def is_completed(self) -> bool:
+        return self._inner.is_completed()
+
+    def _wait_keys(self) -> tuple[Key, ...]:
+        return self._inner._wait_keys()
+
+
+class _TimeoutFuture(RestateDurableFuture[T]):
+    """A future raced against a durable timer: its value if it completes first, else
+    DurableTimeoutError. When both are in, the future wins (it completed in time)."""
+
+    __slots__ = ("_inner", "_timeout", "_timer")
+
+    def __init__(self, inner: RestateDurableFuture[T], timer: Key, timeout: timedelta) -> None:
+        self._invocation = inner._invocation
+        self._key = inner._key
+        self._inner = inner
+        self._timer = timer
+        self._timeout = timeout
+
+    def _wait_keys(self) -> tuple[Key, ...]:
+        return (*self._inner._wait_keys(), self._timer)
+
+    def _timed_out(self) -> bool:
+        return self._invocation.machine.result(self._timer) is not None
+
+    def is_completed(self) -> bool:
+        return self._inner.is_completed() or self._timed_out()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if not self.is_completed():
+            yield from self._invocation.await_keys(self._wait_keys(), require_all=False)
+        if self._inner.is_completed():
+            return (yield from self._inner.__await__())
+        raise DurableTimeoutError(f"not completed within {self._timeout}")
 
 
 class RestateDurableSleepFuture(RestateDurableFuture[None]):
