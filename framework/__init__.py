@@ -31,6 +31,7 @@ from framework._api.futures import (
     RestateDurableSleepFuture,
     SendHandle,
 )
+from framework._api.hooks import AttemptInfo, Hook, StepInfo
 from framework._api.services import InvocationRetryPolicy, Service, VirtualObject, Workflow
 from framework._endpoint import RestateApp
 from framework._runtime.codec import JournalValueCodec, JournalValueCodecProvider
@@ -75,12 +76,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AttemptInfo",
     "BytesSerde",
     "Context",
     "DefaultSerde",
     "DurablePromise",
     "DurableTimeoutError",
     "HarnessEnvironment",
+    "Hook",
     "HttpError",
     "InvocationRetryPolicy",
     "JournalValueCodec",
@@ -104,6 +107,7 @@ __all__ = [
     "SendHandle",
     "Serde",
     "Service",
+    "StepInfo",
     "TerminalError",
     "VirtualObject",
     "Workflow",

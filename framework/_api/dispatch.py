@@ -7,7 +7,8 @@ The endpoint's pump hands this to the invocation driver; it knows nothing of HTT
 from __future__ import annotations
 
 import contextlib
-from typing import cast
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from framework._api.context import (
     AttemptFinishedEvent,
@@ -18,8 +19,9 @@ from framework._api.context import (
     WorkflowContext,
     WorkflowSharedContext,
 )
+from framework._api.hooks import AttemptInfo, Hook, overrides
 from framework._api.services import Handler
-from framework._protocol import Failure
+from framework._protocol import Failure, StartMessage
 from framework._runtime.codec import JournalValueCodec
 from framework._runtime.invocation import Invocation
 from framework._runtime.tracing import handler_span, incoming_trace_context
@@ -71,6 +73,7 @@ async def run_handler(
         start.retry_count_since_last_stored_entry,
         trace_context,
     ):
+        argument: Any = None
         if handler.takes_input:
             if codec is not None:
                 try:
@@ -92,5 +95,46 @@ async def run_handler(
         async with contextlib.AsyncExitStack() as stack:
             for manager in handler.context_managers:
                 await stack.enter_async_context(manager())
-            result = await (handler.fn(ctx, argument) if handler.takes_input else handler.fn(ctx))
+            if not handler.hooks:
+                result = await (
+                    handler.fn(ctx, argument) if handler.takes_input else handler.fn(ctx)
+                )
+            else:
+                result = await _with_hooks(handler, invocation, ctx, argument, start, request)
     return invocation.encode(handler.output_serde.serialize(result))
+
+
+async def _with_hooks(
+    handler: Handler,
+    invocation: Invocation,
+    ctx: Context,
+    argument: Any,
+    start: StartMessage,
+    request: Request,
+) -> Any:
+    """The handler's body inside its attempt hooks; its step hooks handed to the driver."""
+    invocation.step_hooks = tuple(
+        hook.around_step for hook in handler.hooks if overrides(hook, "around_step")
+    )
+    attempt_hooks = [hook for hook in handler.hooks if overrides(hook, "around_attempt")]
+    info = AttemptInfo(
+        invocation_id=start.debug_id,
+        target=invocation.target,
+        attempt=start.retry_count_since_last_stored_entry + 1,
+        request=request,
+    )
+
+    def body() -> Awaitable[Any]:
+        return handler.fn(ctx, argument) if handler.takes_input else handler.fn(ctx)
+
+    call: Callable[[], Awaitable[Any]] = body
+    for hook in reversed(attempt_hooks):
+        call = _around(hook, info, call)
+    return await call()
+
+
+def _around(hook: Hook, info: AttemptInfo, inner: Callable[[], Awaitable[Any]]) -> Any:
+    def proceed() -> Awaitable[Any]:
+        return hook.around_attempt(info, inner)
+
+    return proceed

@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
+from framework._api.hooks import Hook
 from framework.serde import DefaultSerde, Serde
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -82,6 +83,8 @@ class Handler:
     # _preview.explicit_recovery on this handler (see framework._preview).
     explicit_recovery: bool = False
     service_tag: ServiceTag | None = None
+    # Service hooks first (outermost), then the handler's own.
+    hooks: list[Hook] = field(default_factory=list)
 
     @property
     def arity(self) -> int:
@@ -108,6 +111,8 @@ class _ServiceBase:
         invocation_retry_policy: InvocationRetryPolicy | None = None,
         invocation_context_managers: list[Callable[[], typing.AsyncContextManager[None]]]
         | None = None,
+        *,
+        hooks: Sequence[Hook] | None = None,
     ) -> None:
         if not isinstance(name, str) or not _SERVICE_NAME.match(name):
             raise ValueError(
@@ -127,6 +132,7 @@ class _ServiceBase:
             invocation_retry_policy=invocation_retry_policy,
         )
         self.context_managers = list(invocation_context_managers or [])
+        self.hooks = list(hooks or [])
         self.handlers: dict[str, Handler] = {}
         # _preview.explicit_recovery on the whole service (see framework._preview).
         self.explicit_recovery = False
@@ -187,6 +193,7 @@ class _ServiceBase:
         output_serde: Serde[Any] | None,
         options: HandlerOptions,
         context_managers: list[Callable[[], typing.AsyncContextManager[None]]] | None,
+        hooks: Sequence[Hook] | None = None,
     ) -> Callable[[F], F]:
         def register(fn: F) -> F:
             if not inspect.iscoroutinefunction(fn):
@@ -231,6 +238,7 @@ class _ServiceBase:
                 description=inspect.getdoc(fn),
                 context_managers=self.context_managers + list(context_managers or []),
                 service_tag=self.service_tag,
+                hooks=self.hooks + list(hooks or []),
             )
             self.handlers[handler_name] = handler
             fn.__restate_handler__ = handler  # type: ignore[attr-defined]
@@ -279,6 +287,8 @@ class Service(_ServiceBase):
         invocation_retry_policy: InvocationRetryPolicy | None = None,
         invocation_context_managers: list[Callable[[], typing.AsyncContextManager[None]]]
         | None = None,
+        *,
+        hooks: Sequence[Hook] | None = None,
     ) -> None:
         super().__init__(
             name,
@@ -292,6 +302,7 @@ class Service(_ServiceBase):
             ingress_private,
             invocation_retry_policy,
             invocation_context_managers,
+            hooks=hooks,
         )
 
     def handler(
@@ -310,6 +321,8 @@ class Service(_ServiceBase):
         invocation_retry_policy: InvocationRetryPolicy | None = None,
         invocation_context_managers: list[Callable[[], typing.AsyncContextManager[None]]]
         | None = None,
+        *,
+        hooks: Sequence[Hook] | None = None,
     ) -> Callable[[F], F]:
         """Register an ``async def handler(ctx: Context[, arg])``."""
         options = HandlerOptions(
@@ -330,6 +343,7 @@ class Service(_ServiceBase):
             output_serde,
             options,
             invocation_context_managers,
+            hooks,
         )
 
 
@@ -356,6 +370,8 @@ class VirtualObject(_ServiceBase):
         invocation_retry_policy: InvocationRetryPolicy | None = None,
         invocation_context_managers: list[Callable[[], typing.AsyncContextManager[None]]]
         | None = None,
+        *,
+        hooks: Sequence[Hook] | None = None,
     ) -> Callable[[F], F]:
         """Register an ``async def handler(ctx: ObjectContext[, arg])`` (exclusive by default)."""
         if kind not in ("exclusive", "shared", None):
@@ -379,6 +395,7 @@ class VirtualObject(_ServiceBase):
             output_serde,
             options,
             invocation_context_managers,
+            hooks,
         )
 
 
@@ -404,6 +421,8 @@ class Workflow(_ServiceBase):
         invocation_retry_policy: InvocationRetryPolicy | None = None,
         invocation_context_managers: list[Callable[[], typing.AsyncContextManager[None]]]
         | None = None,
+        *,
+        hooks: Sequence[Hook] | None = None,
     ) -> Callable[[F], F]:
         """Register the workflow's main handler, ``async def run(ctx: WorkflowContext[, arg])``."""
         options = HandlerOptions(
@@ -425,6 +444,7 @@ class Workflow(_ServiceBase):
             output_serde,
             options,
             invocation_context_managers,
+            hooks,
         )
 
     def handler(
@@ -444,6 +464,8 @@ class Workflow(_ServiceBase):
         invocation_retry_policy: InvocationRetryPolicy | None = None,
         invocation_context_managers: list[Callable[[], typing.AsyncContextManager[None]]]
         | None = None,
+        *,
+        hooks: Sequence[Hook] | None = None,
     ) -> Callable[[F], F]:
         """Register a shared handler, ``async def h(ctx: WorkflowSharedContext[, arg])``."""
         options = HandlerOptions(
@@ -465,6 +487,7 @@ class Workflow(_ServiceBase):
             output_serde,
             options,
             invocation_context_managers,
+            hooks,
         )
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from framework._journal import VOID, JournalMismatch, Key, Result, StateMachine
 from framework._protocol import Failure, FailureMetadata, ProtocolError
+from framework._runtime.hooks import StepHook, StepInfo, run_through
 from framework._runtime.steps import run_sync
 from framework._runtime.tracing import run_span
 from framework.exceptions import (
@@ -119,6 +120,8 @@ class Invocation:
         # What integrations keep for the attempt (server_context.set_extension_data); values
         # with a __close__ method are closed when the attempt ends.
         self.extension_data: dict[str, Any] | None = None
+        # Hooks around each ctx.run closure that runs for real (framework.Hook.around_step).
+        self.step_hooks: tuple[StepHook, ...] = ()
         self._send = send
         self._awaits: list[_Await] = []
         # Invocation-id keys of the calls made so far: cancelling us cancels them too.
@@ -404,7 +407,10 @@ class Invocation:
         try:
             try:
                 with run_span(name):
-                    value = await _execute(action, args, kwargs)
+                    if self.step_hooks:
+                        value = await self._hooked_step(name, action, args, kwargs)
+                    else:
+                        value = await _execute(action, args, kwargs)
                 outcome: bytes | Failure = self.encode(serde.serialize(value))
             except TerminalError as error:
                 outcome = _failure(error)
@@ -432,6 +438,22 @@ class Invocation:
             self._running_runs.pop(completion_id, None)
             if not self._running_runs and not self._ended:
                 self._progress()
+
+    async def _hooked_step(
+        self,
+        name: str,
+        action: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        start = self.machine.start
+        info = StepInfo(
+            invocation_id=start.debug_id if start is not None else "",
+            target=self.target,
+            name=name,
+            attempt=(start.retry_count_since_last_stored_entry if start is not None else 0) + 1,
+        )
+        return await run_through(self.step_hooks, info, lambda: _execute(action, args, kwargs))
 
 
 def _cancel_if_running(task: asyncio.Task[None]) -> None:
