@@ -40,6 +40,7 @@ from framework.endpoint import app
 from framework.exceptions import (
     DurableTimeoutError,
     HttpError,
+    PauseError,
     RetryableError,
     SdkInternalBaseException,
     TerminalError,
@@ -92,6 +93,7 @@ __all__ = [
     "MsgspecJsonSerde",
     "ObjectContext",
     "ObjectSharedContext",
+    "PauseError",
     "Request",
     "RestateApp",
     "RestateClient",

@@ -6,6 +6,7 @@ The tree::
     ├── TerminalError              a handler's failure for good: not retried
     │   └── DurableTimeoutError    future.or_timeout() ran out (408; also a builtin TimeoutError)
     ├── RetryableError             fail this attempt; retried, optionally after a delay
+    ├── PauseError                 pause the invocation until an operator resumes it (v7)
     ├── HttpError                  the ingress client got a non-2xx answer (framework.client)
     └── RuntimeError
         ├── AppLoadError           ``serve MODULE:ATTR`` names no importable ASGI app
@@ -56,6 +57,20 @@ class DurableTimeoutError(TerminalError, TimeoutError):
 
     def __init__(self, message: str, status_code: int = 408) -> None:
         super().__init__(message, status_code)
+
+
+class PauseError(Exception):
+    """Raise it in a handler or a ``ctx.run`` closure to pause the invocation: the server
+    keeps it, journal and all, until an operator resumes it (``restate invocations resume``
+    or the admin API), e.g. when a step needs a human to fix something outside first.
+
+    Needs service protocol v7; on older protocols the server retries the invocation instead.
+    """
+
+    def __init__(self, message: str, status_code: int = 500) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
 
 
 class RetryableError(Exception):

@@ -21,12 +21,15 @@ from framework._api.context import (
 )
 from framework._api.hooks import AttemptInfo, Hook, overrides
 from framework._api.services import Handler
+from framework._journal import FAIL, PAUSE, RETRY
 from framework._protocol import Failure, StartMessage
 from framework._runtime.codec import JournalValueCodec
 from framework._runtime.invocation import Invocation
 from framework._runtime.tracing import handler_span, incoming_trace_context
 from framework.exceptions import TerminalError
 from framework.serde import describe_decode_error
+
+_BEHAVIORS = {"retry": RETRY, "pause": PAUSE, "fail": FAIL}
 
 
 def context_class(handler: Handler) -> type[Context]:
@@ -66,6 +69,8 @@ async def run_handler(
     )
     ctx = context_class(handler)(invocation, request)
     invocation.context = ctx
+    if handler.journal_mismatch is not None:
+        invocation.mismatch_behavior = _BEHAVIORS[handler.journal_mismatch]
     trace_context = incoming_trace_context(request.attempt_headers, request.headers)
     with handler_span(
         invocation.target,

@@ -85,11 +85,22 @@ class Handler:
     service_tag: ServiceTag | None = None
     # Service hooks first (outermost), then the handler's own.
     hooks: list[Hook] = field(default_factory=list)
+    # What the server does after a journal mismatch (protocol v7); None: retry.
+    journal_mismatch: MismatchBehavior | None = None
 
     @property
     def arity(self) -> int:
         """How many parameters the function takes: 1 (the context) or 2 (and the input)."""
         return 2 if self.takes_input else 1
+
+
+MismatchBehavior = Literal["retry", "pause", "fail"]
+
+
+def _check_mismatch_behavior(value: MismatchBehavior | None) -> MismatchBehavior | None:
+    if value not in (None, "retry", "pause", "fail"):
+        raise ValueError(f"journal_mismatch must be 'retry', 'pause' or 'fail', not {value!r}")
+    return value
 
 
 class _ServiceBase:
@@ -113,6 +124,7 @@ class _ServiceBase:
         | None = None,
         *,
         hooks: Sequence[Hook] | None = None,
+        journal_mismatch: MismatchBehavior | None = None,
     ) -> None:
         if not isinstance(name, str) or not _SERVICE_NAME.match(name):
             raise ValueError(
@@ -133,6 +145,7 @@ class _ServiceBase:
         )
         self.context_managers = list(invocation_context_managers or [])
         self.hooks = list(hooks or [])
+        self.journal_mismatch = _check_mismatch_behavior(journal_mismatch)
         self.handlers: dict[str, Handler] = {}
         # _preview.explicit_recovery on the whole service (see framework._preview).
         self.explicit_recovery = False
@@ -194,7 +207,10 @@ class _ServiceBase:
         options: HandlerOptions,
         context_managers: list[Callable[[], typing.AsyncContextManager[None]]] | None,
         hooks: Sequence[Hook] | None = None,
+        journal_mismatch: MismatchBehavior | None = None,
     ) -> Callable[[F], F]:
+        journal_mismatch = _check_mismatch_behavior(journal_mismatch)
+
         def register(fn: F) -> F:
             if not inspect.iscoroutinefunction(fn):
                 raise TypeError(
@@ -239,6 +255,7 @@ class _ServiceBase:
                 context_managers=self.context_managers + list(context_managers or []),
                 service_tag=self.service_tag,
                 hooks=self.hooks + list(hooks or []),
+                journal_mismatch=journal_mismatch or self.journal_mismatch,
             )
             self.handlers[handler_name] = handler
             fn.__restate_handler__ = handler  # type: ignore[attr-defined]
@@ -289,6 +306,7 @@ class Service(_ServiceBase):
         | None = None,
         *,
         hooks: Sequence[Hook] | None = None,
+        journal_mismatch: MismatchBehavior | None = None,
     ) -> None:
         super().__init__(
             name,
@@ -303,6 +321,7 @@ class Service(_ServiceBase):
             invocation_retry_policy,
             invocation_context_managers,
             hooks=hooks,
+            journal_mismatch=journal_mismatch,
         )
 
     def handler(
@@ -323,6 +342,7 @@ class Service(_ServiceBase):
         | None = None,
         *,
         hooks: Sequence[Hook] | None = None,
+        journal_mismatch: MismatchBehavior | None = None,
     ) -> Callable[[F], F]:
         """Register an ``async def handler(ctx: Context[, arg])``."""
         options = HandlerOptions(
@@ -344,6 +364,7 @@ class Service(_ServiceBase):
             options,
             invocation_context_managers,
             hooks,
+            journal_mismatch,
         )
 
 
@@ -372,6 +393,7 @@ class VirtualObject(_ServiceBase):
         | None = None,
         *,
         hooks: Sequence[Hook] | None = None,
+        journal_mismatch: MismatchBehavior | None = None,
     ) -> Callable[[F], F]:
         """Register an ``async def handler(ctx: ObjectContext[, arg])`` (exclusive by default)."""
         if kind not in ("exclusive", "shared", None):
@@ -396,6 +418,7 @@ class VirtualObject(_ServiceBase):
             options,
             invocation_context_managers,
             hooks,
+            journal_mismatch,
         )
 
 
@@ -423,6 +446,7 @@ class Workflow(_ServiceBase):
         | None = None,
         *,
         hooks: Sequence[Hook] | None = None,
+        journal_mismatch: MismatchBehavior | None = None,
     ) -> Callable[[F], F]:
         """Register the workflow's main handler, ``async def run(ctx: WorkflowContext[, arg])``."""
         options = HandlerOptions(
@@ -445,6 +469,7 @@ class Workflow(_ServiceBase):
             options,
             invocation_context_managers,
             hooks,
+            journal_mismatch,
         )
 
     def handler(
@@ -466,6 +491,7 @@ class Workflow(_ServiceBase):
         | None = None,
         *,
         hooks: Sequence[Hook] | None = None,
+        journal_mismatch: MismatchBehavior | None = None,
     ) -> Callable[[F], F]:
         """Register a shared handler, ``async def h(ctx: WorkflowSharedContext[, arg])``."""
         options = HandlerOptions(
@@ -488,6 +514,7 @@ class Workflow(_ServiceBase):
             options,
             invocation_context_managers,
             hooks,
+            journal_mismatch,
         )
 
 

@@ -27,7 +27,7 @@ from framework._api.dispatch import run_handler
 from framework._api.services import Handler
 from framework._dev.admin import AdminClient
 from framework._endpoint.app import RestateApp
-from framework._journal import JournalMismatch, StateMachine
+from framework._journal import RETRY, JournalMismatch, StateMachine
 from framework._protocol import (
     MESSAGE_TYPES,
     ProtocolVersion,
@@ -178,11 +178,17 @@ class _ReplayOnly(Invocation):
         *,
         next_retry_delay_ms: int | None = None,
         related: JournalMismatch | None = None,
+        behavior: int = RETRY,
     ) -> None:
         if related is not None:
             self.mismatch = related
         super().end_attempt(
-            code, message, stacktrace, next_retry_delay_ms=next_retry_delay_ms, related=related
+            code,
+            message,
+            stacktrace,
+            next_retry_delay_ms=next_retry_delay_ms,
+            related=related,
+            behavior=behavior,
         )
 
 

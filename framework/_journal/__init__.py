@@ -2,8 +2,11 @@
 
 from framework._journal.machine import (
     CANCEL_SIGNAL_ID,
+    FAIL,
     JOURNAL_MISMATCH,
+    PAUSE,
     PROTOCOL_VIOLATION,
+    RETRY,
     VOID,
     JournalMismatch,
     Key,
@@ -13,8 +16,11 @@ from framework._journal.machine import (
 
 __all__ = [
     "CANCEL_SIGNAL_ID",
+    "FAIL",
     "JOURNAL_MISMATCH",
+    "PAUSE",
     "PROTOCOL_VIOLATION",
+    "RETRY",
     "VOID",
     "JournalMismatch",
     "Key",

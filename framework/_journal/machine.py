@@ -66,6 +66,11 @@ _AwaitedCommand = (
     | CompletePromiseCommandMessage
 )
 
+# ErrorMessage.behavior (v7): what the server does with a failed attempt.
+RETRY: Final = 0
+PAUSE: Final = 1
+FAIL: Final = 2
+
 JOURNAL_MISMATCH: Final = 570
 PROTOCOL_VIOLATION: Final = 571
 
@@ -843,13 +848,17 @@ class StateMachine:
         *,
         next_retry_delay_ms: int | None = None,
         related: JournalMismatch | None = None,
+        behavior: int = RETRY,
     ) -> None:
-        """End this attempt with an ErrorMessage: the server retries the invocation."""
+        """End this attempt with an ErrorMessage. The server retries the invocation, or on
+        protocol v7 does what ``behavior`` asks: RETRY, PAUSE (until an operator resumes
+        it) or FAIL (for good)."""
         error = ErrorMessage(
             code=code,
             message=message,
             stacktrace=stacktrace,
             next_retry_delay=next_retry_delay_ms,
+            behavior=behavior if self.version >= ProtocolVersion.V7 else RETRY,
         )
         if related is not None:
             error.related_command_index = related.index
@@ -875,9 +884,12 @@ class StateMachine:
 __all__ = [
     "CANCEL_KEY",
     "CANCEL_SIGNAL_ID",
+    "FAIL",
     "JOURNAL_MISMATCH",
+    "PAUSE",
     "PROTOCOL_VIOLATION",
     "REQUESTED_ACK_FLAG",
+    "RETRY",
     "VOID",
     "JournalMismatch",
     "Key",

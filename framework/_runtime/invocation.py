@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable, Generator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from framework._journal import VOID, JournalMismatch, Key, Result, StateMachine
-from framework._protocol import Failure, FailureMetadata, ProtocolError
+from framework._journal import FAIL, PAUSE, RETRY, VOID, JournalMismatch, Key, Result, StateMachine
+from framework._protocol import Failure, FailureMetadata, ProtocolError, ProtocolVersion
 from framework._runtime.hooks import StepHook, StepInfo, run_through
 from framework._runtime.steps import run_sync
 from framework._runtime.tracing import run_span
 from framework.exceptions import (
+    PauseError,
     RetryableError,
     SdkInternalBaseException,
     SdkInternalException,
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from framework.serde import Serde
 
 # Set inside a ctx.run closure (its task or worker thread), so context calls there fail loudly.
+_NEXT_STEP = {RETRY: "retry", PAUSE: "pause", FAIL: "fail"}
+
 # The invocation whose handler (or ctx.run closure) is running in this task.
 current_invocation: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar(
     "framework_current_invocation", default=None
@@ -122,6 +125,8 @@ class Invocation:
         self.extension_data: dict[str, Any] | None = None
         # Hooks around each ctx.run closure that runs for real (framework.Hook.around_step).
         self.step_hooks: tuple[StepHook, ...] = ()
+        # What the server should do after a journal mismatch (v7): retry, pause or fail.
+        self.mismatch_behavior = RETRY
         self._send = send
         self._awaits: list[_Await] = []
         # Invocation-id keys of the calls made so far: cancelling us cancels them too.
@@ -177,7 +182,12 @@ class Invocation:
                 return
             output = _failure(error)
         except JournalMismatch as mismatch:
-            self.end_attempt(mismatch.code, str(mismatch), related=mismatch)
+            self.end_attempt(
+                mismatch.code, str(mismatch), related=mismatch, behavior=self.mismatch_behavior
+            )
+            return
+        except PauseError as error:
+            self.end_attempt(error.status_code, error.message, _stacktrace(error), behavior=PAUSE)
             return
         except ProtocolError as error:
             self.end_attempt(error.code, str(error))
@@ -207,7 +217,9 @@ class Invocation:
         try:
             machine.write_output(output)
         except JournalMismatch as mismatch:
-            self.end_attempt(mismatch.code, str(mismatch), related=mismatch)
+            self.end_attempt(
+                mismatch.code, str(mismatch), related=mismatch, behavior=self.mismatch_behavior
+            )
             return
         self._ended = True
         self._signal_output()
@@ -220,20 +232,30 @@ class Invocation:
         *,
         next_retry_delay_ms: int | None = None,
         related: JournalMismatch | None = None,
+        behavior: int = RETRY,
     ) -> None:
-        """End this attempt with an ErrorMessage; the server decides when to retry."""
+        """End this attempt with an ErrorMessage; the server decides when to retry (or, by
+        ``behavior`` on v7, pauses or fails the invocation)."""
         if self._ended:
             return
         start = self.machine.start
+        v7 = self.machine.version >= ProtocolVersion.V7
+        next_step = _NEXT_STEP.get(behavior, "retry") if v7 else "retry"
         logger.warning(
-            "invocation %s: attempt ended with error %d, the server will retry it: %s%s",
+            "invocation %s: attempt ended with error %d, the server will %s it: %s%s",
             start.debug_id if start is not None else "?",
             code,
+            next_step,
             message,
             f"\n{stacktrace}" if stacktrace else "",
         )
         self.machine.fail(
-            code, message, stacktrace, next_retry_delay_ms=next_retry_delay_ms, related=related
+            code,
+            message,
+            stacktrace,
+            next_retry_delay_ms=next_retry_delay_ms,
+            related=related,
+            behavior=behavior,
         )
         self._stop_handler(SdkInternalException)
 
@@ -414,6 +436,14 @@ class Invocation:
                 outcome: bytes | Failure = self.encode(serde.serialize(value))
             except TerminalError as error:
                 outcome = _failure(error)
+            except PauseError as error:
+                self.end_attempt(
+                    error.status_code,
+                    f"ctx.run {name!r} paused the invocation: {error.message}",
+                    _stacktrace(error),
+                    behavior=PAUSE,
+                )
+                return
             except Exception as error:
                 retry = _next_retry(self.machine, options, started)
                 if retry.exhausted:
