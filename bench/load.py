@@ -704,18 +704,18 @@ def report(
         )
     if inflight:
         rows = []
-        for r in inflight:
-            verdict = "meets" if r.kb_each <= INFLIGHT_TARGET_KB else "MISSES"
+        for held in inflight:
+            verdict = "meets" if held.kb_each <= INFLIGHT_TARGET_KB else "MISSES"
             rows.append(
                 [
-                    r.label,
-                    r.count,
-                    mb(r.rss_idle),
-                    mb(r.rss_held),
-                    mb(r.rss_after),
-                    f"{r.kb_each:.1f}",
+                    held.label,
+                    held.count,
+                    mb(held.rss_idle),
+                    mb(held.rss_held),
+                    mb(held.rss_after),
+                    f"{held.kb_each:.1f}",
                     f"{verdict} <= {INFLIGHT_TARGET_KB:.0f} KB",
-                    "ok" if r.ok else "FAILED",
+                    "ok" if held.ok else "FAILED",
                 ]
             )
         print("\n2. memory per invocation in flight in the service ((RSS held - RSS idle) / N)")
@@ -734,33 +734,33 @@ def report(
                 rows,
             )
         )
-        ours = {r.count: r.kb_each for r in inflight if r.label == "ours"}
-        official = {r.count: r.kb_each for r in inflight if r.label == "official"}
+        ours = {h.count: h.kb_each for h in inflight if h.label == "ours"}
+        official = {h.count: h.kb_each for h in inflight if h.label == "official"}
         for n in sorted(ours.keys() & official.keys()):
             ratio = f"{ours[n] / official[n]:.2f}x" if official[n] > 0 else "-"
             print(f"   N={n}: ours {ours[n]:.1f} KB, official {official[n]:.1f} KB ({ratio})")
     if sleepers:
         rows = []
-        for r in sleepers:
-            delta = r.rss_suspended - r.rss_idle
+        for s in sleepers:
+            delta = s.rss_suspended - s.rss_idle
             rows.append(
                 [
-                    r.label,
-                    r.count,
-                    f"{r.sleep_s:.0f}",
-                    f"{r.send_s:.1f}",
-                    f"{r.suspended_s:.1f}" if r.all_suspended else "never",
-                    mb(r.rss_idle),
-                    mb(r.peak_sending),
-                    mb(r.rss_suspended),
+                    s.label,
+                    s.count,
+                    f"{s.sleep_s:.0f}",
+                    f"{s.send_s:.1f}",
+                    f"{s.suspended_s:.1f}" if s.all_suspended else "never",
+                    mb(s.rss_idle),
+                    mb(s.peak_sending),
+                    mb(s.rss_suspended),
                     f"{delta / 1024:+.1f}",
-                    f"{delta * 1024 / r.count:.0f}",
-                    f"{mb(r.server_rss_before)} -> {mb(r.server_rss_suspended)}",
-                    f"{r.live_suspended.get('tasks', 0) - r.live_idle.get('tasks', 0):+d}",
-                    f"{r.live_suspended.get('blocks', 0) - r.live_idle.get('blocks', 0):+d}",
-                    f"{r.sockets_idle} -> {r.sockets_suspended}",
-                    f"{r.done_s:.1f}",
-                    "ok" if r.ok else "FAILED",
+                    f"{delta * 1024 / s.count:.0f}",
+                    f"{mb(s.server_rss_before)} -> {mb(s.server_rss_suspended)}",
+                    f"{s.live_suspended.get('tasks', 0) - s.live_idle.get('tasks', 0):+d}",
+                    f"{s.live_suspended.get('blocks', 0) - s.live_idle.get('blocks', 0):+d}",
+                    f"{s.sockets_idle} -> {s.sockets_suspended}",
+                    f"{s.done_s:.1f}",
+                    "ok" if s.ok else "FAILED",
                 ]
             )
         print("\n3. invocations sleeping at once, held by the server (suspended)")

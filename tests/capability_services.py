@@ -18,7 +18,13 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import framework
-from framework import Context, ObjectContext, WorkflowContext, WorkflowSharedContext
+from framework import (
+    Context,
+    ObjectContext,
+    RestateDurableFuture,
+    WorkflowContext,
+    WorkflowSharedContext,
+)
 from framework._preview import explicit_recovery
 from framework.context_managers import contextvar
 from framework.entry_codec import JournalValueCodec
@@ -74,10 +80,11 @@ async def store(ctx: ObjectContext, secret: dict[str, str]) -> dict[str, Any]:
     ctx.set("secret", secret)
     stamped = await ctx.run_typed("stamp", lambda: {**secret, "stamped": SECRET_MARK})
     echoed = await ctx.service_call(echo, stamped)
+    awakeable: RestateDurableFuture[str]
     name, awakeable = ctx.awakeable()
     ctx.service_send(resolver, {"id": name, "value": f"{SECRET_MARK} via awakeable"})
     via_awakeable = await awakeable
-    read_back = await ctx.get("secret")
+    read_back: dict[str, str] | None = await ctx.get("secret")
     return {"echoed": echoed, "awakeable": via_awakeable, "state": read_back}
 
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import framework
 from framework import (
@@ -416,7 +416,9 @@ async def completion_order(ctx: Context) -> dict[str, Any]:
     index = 0
     async for future in as_completed(*futures):
         value = await future
-        order.append(await ctx.run_typed(f"as_completed {index}", lambda v=value: v))
+        # mypy cannot infer a lambda with defaults; a def would add a return hint
+        step = cast(Callable[[], int], lambda v=value: v)
+        order.append(await ctx.run_typed(f"as_completed {index}", step))
         index += 1
     return {"wait_completed": first_wait, "as_completed": order}
 

@@ -158,7 +158,7 @@ def make_services(suffix: str) -> list[Service | VirtualObject]:
         ctx.set("other", "x")
         keys = await ctx.state_keys()
         ctx.clear("other")
-        after = await ctx.get("other")
+        after: str | None = await ctx.get("other")
         assert after is None
         return sorted(keys)
 

@@ -8,7 +8,9 @@ calls, sends and delayed sends. Our own code; ``tests/test_portable.py`` drives 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
+from typing import cast
 
 from pydantic import BaseModel
 
@@ -60,7 +62,11 @@ async def subscribe(ctx: restate.Context, req: Subscription) -> list[str]:
     except TerminalError as error:
         for action, what in reversed(undo):
             undone.append(
-                await ctx.run_typed(f"{action} {what}", lambda a=action, w=what: f"{a} {w}")
+                await ctx.run_typed(
+                    f"{action} {what}",
+                    # mypy cannot infer a lambda with defaults; a def would add a return hint
+                    cast(Callable[[], str], lambda a=action, w=what: f"{a} {w}"),
+                )
             )
         raise TerminalError(f"{error.message}; undone: {', '.join(undone)}", 402) from error
     return [f"{req.user}@{service}" for service in req.services]

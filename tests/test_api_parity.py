@@ -105,8 +105,8 @@ def _parameters(obj: Any) -> list[inspect.Parameter]:
 
 
 def _label(parameter: inspect.Parameter) -> str:
-    prefix = {parameter.VAR_POSITIONAL: "*", parameter.VAR_KEYWORD: "**"}.get(parameter.kind, "")
-    return prefix + parameter.name
+    prefixes: dict[object, str] = {parameter.VAR_POSITIONAL: "*", parameter.VAR_KEYWORD: "**"}
+    return prefixes.get(parameter.kind, "") + parameter.name
 
 
 def _check_parameters(where: str, ours: Any, official: tuple[str, ...]) -> None:

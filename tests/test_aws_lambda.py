@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -102,7 +102,10 @@ def test_app_is_the_lambda_handler_on_lambda(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "greeter")
     on_lambda = framework.app([svc])
     assert isinstance(on_lambda, framework.RestateApp)  # still an ASGI app, for any server
-    response = on_lambda(_event("/discover", "GET", {"accept": MANIFEST_V3}, b""), None)
+    # app() is typed as returning a RestateApp; on Lambda it is the Lambda handler too.
+    response = cast(aws_lambda.LambdaRestateApp, on_lambda)(
+        _event("/discover", "GET", {"accept": MANIFEST_V3}, b""), None
+    )
     assert response["statusCode"] == 200
     assert json.loads(base64.b64decode(response["body"]))["services"][0]["name"] == "Lambda"
     assert aws_lambda.is_lambda_compression_supported() == "zstd"

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,9 @@ async def test_typed_input_and_output(client: RestateClient) -> None:
     assert isinstance(profile, svc.Profile)
     assert profile == svc.Profile(greeting="Hi Ann", adult=True, tags=["ann"])
     # By name there is no type to decode into: plain JSON.
-    raw = await client.service_call("ClientGreeter/profile", {"name": "Kid", "age": 9})
+    raw: dict[str, Any] = await client.service_call(
+        "ClientGreeter/profile", {"name": "Kid", "age": 9}
+    )
     assert raw == {"greeting": "Hi Kid", "adult": False, "tags": ["kid"]}
     # The send handle decodes with the same serde as the call.
     handle = await client.service_send(svc.profile, svc.Person("Bo", 18))

@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from framework.__main__ import _parser
 from framework._dev.admin import AdminClient, register_deployment
@@ -196,7 +196,7 @@ async def _wait_until_served(clients: list[RestateClient], timeout: float = 30.0
     for index, client in enumerate(clients):
         while True:
             try:
-                answer = await client.service_call("Greeter/greet", f"warm-up-{index}")
+                answer: str = await client.service_call("Greeter/greet", f"warm-up-{index}")
                 assert answer.startswith(f"Hello, warm-up-{index}!"), answer
                 break
             except (httpx.TransportError, HttpError) as error:
@@ -314,12 +314,14 @@ async def _drive(nodes: list[RestateClusterNode], timings: dict[str, float]) -> 
         # (its answer holds a uuid and a random number); every counter ends at 1+...+10.
         survivor_clients = [clients[nodes.index(node)] for node in survivors]
         for i, call in enumerate(greets):
-            again = await survivor_clients[i % 2].service_call(
+            again: str = await survivor_clients[i % 2].service_call(
                 "Greeter/greet", call.arg, idempotency_key=call.idempotency_key
             )
             assert again == call.result, (call, again)
         for k, chain in enumerate(chains):
-            total = await survivor_clients[k % 2].object_call("Counter/get", chain[0].key, None)
+            key = chain[0].key
+            assert key is not None  # every counter call has its key
+            total: int = await survivor_clients[k % 2].object_call("Counter/get", key, None)
             assert total == ADDS_PER_KEY * (ADDS_PER_KEY + 1) // 2, (chain[0].key, total)
         rows = AdminClient(survivors[0].admin_url).query(
             "SELECT target_service_name AS service, count(*) AS n FROM sys_invocation "

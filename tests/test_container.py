@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from framework.__main__ import _parser
 from framework._dev.install import RESTATE_SERVER_VERSION

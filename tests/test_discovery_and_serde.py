@@ -132,7 +132,7 @@ def test_bad_declarations_fail_early_with_clear_errors() -> None:
         Service("has space")
     svc = Service("S")
     with pytest.raises(TypeError, match="async def"):
-        svc.handler()(lambda ctx: None)  # type: ignore[arg-type,type-var]
+        svc.handler()(lambda ctx: None)  # type: ignore[type-var]
 
     async def too_many(ctx: Context, a: int, b: int) -> None: ...
 

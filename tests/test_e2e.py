@@ -59,10 +59,11 @@ class Deployment:
         return response.json() if response.content else None
 
     def invocations(self, where: str) -> list[dict[str, Any]]:
-        return self.server.query(
+        rows: list[dict[str, Any]] = self.server.query(
             "SELECT id, status, target_handler_name, last_failure, last_failure_error_code, "
             f"pinned_service_protocol_version FROM sys_invocation WHERE {where}"
         )
+        return rows
 
 
 @pytest.fixture(scope="module", params=list(VERSIONS))

@@ -112,7 +112,7 @@ class Deployment:
     def wait_ledger(self, name: str, lines: int = 1, timeout: float = 20.0) -> list[str]:
         """The ledger ``name`` once it has at least ``lines`` lines."""
         return wait_until(
-            lambda: (found := self.ledger(name)) and len(found) >= lines and found,
+            lambda: ((found := self.ledger(name)) and len(found) >= lines and found) or None,
             f"{lines} line(s) in the ledger {name} (has {self.ledger(name)})",
             timeout,
         )
@@ -467,9 +467,12 @@ def test_logger_drops_records_while_replaying(deployment: Deployment) -> None:
     ]
     lines = wait_until(
         lambda: (
-            (found := [ln for ln in deployment.service.log_text().splitlines() if key in ln])
-            and expected[2] in found[-1]
-            and found
+            (
+                (found := [ln for ln in deployment.service.log_text().splitlines() if key in ln])
+                and expected[2] in found[-1]
+                and found
+            )
+            or None
         ),
         "the handler's log lines",
         timeout=5,

@@ -74,10 +74,7 @@ async def _status_after_send(env: HarnessEnvironment, handler: str) -> dict[str,
     invocation_id = sent.json()["invocationId"]
     row: dict[str, Any] = {}
     for _ in range(150):
-        rows = await env.query(
-            "SELECT * "
-            f"FROM sys_invocation WHERE id = '{invocation_id}'"
-        )
+        rows = await env.query(f"SELECT * FROM sys_invocation WHERE id = '{invocation_id}'")
         row = rows[0] if rows else {}
         if row.get("status") in ("paused", "completed") or (row.get("retry_count") or 0) >= 2:
             return row

@@ -136,7 +136,7 @@ class Ingress:
 
     def wait_completed(self, ids: list[str], timeout: float) -> Counter[str]:
         return wait_until(
-            lambda: (s := self.statuses(ids))["completed"] == len(ids) and s,
+            lambda: ((s := self.statuses(ids))["completed"] == len(ids) and s) or None,
             f"{len(ids)} invocations to complete (last seen: {self.statuses(ids)})",
             timeout,
             interval=0.25,
@@ -248,9 +248,9 @@ def test_steps_run_once_while_the_service_is_killed(
     killed_pids = {pid for pid, _ in killed}
     by_step: dict[tuple[str, int], list[list[str]]] = defaultdict(list)
     for words in ledger(tmp_path):
-        key, step, value, pid = words
+        key, ledger_step, _value, _pid = words
         assert key in ids, f"a ledger line for an unknown invocation: {words}"
-        by_step[(key, int(step))].append(words)
+        by_step[(key, int(ledger_step))].append(words)
 
     reruns: list[list[str]] = []
     for key in keys:

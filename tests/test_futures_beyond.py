@@ -28,14 +28,14 @@ async def timeouts(ctx: framework.Context, _: None) -> list[str]:
     ctx.resolve_awakeable(awakeable_id, "resolved")
     out.append(await soon.or_timeout(timedelta(seconds=30)))
     # Never resolved: the durable timer wins.
-    _, never = ctx.awakeable(type_hint=str)
+    _never_id, never = ctx.awakeable(type_hint=str)
     try:
         await never.or_timeout(timedelta(milliseconds=200))
     except framework.DurableTimeoutError as error:
         assert isinstance(error, framework.TerminalError) and isinstance(error, TimeoutError)
         out.append(f"timed out {error.status_code}")
     # A timed future inside gather: gather returns once it has completed either way.
-    _, never_again = ctx.awakeable(type_hint=str)
+    _never_again_id, never_again = ctx.awakeable(type_hint=str)
     step = ctx.run_typed("step", lambda: "stepped")
     timed, stepped = await framework.gather(
         never_again.or_timeout(timedelta(milliseconds=100)), step

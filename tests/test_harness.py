@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from framework import HttpError, create_test_harness, test_harness
 from framework._dev.install import RESTATE_SERVER_VERSION, ensure_restate_server
 from framework._dev.processes import live_processes, port_is_free
+from framework.entry_codec import JournalValueCodec
 from framework.exceptions import RestateServerError
 from framework.harness import (
     AsgiServer,
@@ -260,7 +261,7 @@ async def test_journal_value_codec_reaches_the_ingress_client(
             yield client
 
     monkeypatch.setattr(framework.client, "create_client", recording)
-    codec = object()
+    codec = cast(JournalValueCodec, object())  # only passed on, never used
     async with create_test_harness(svc.app, journal_value_codec=codec) as env:
         assert await env.client.service_call(svc.greet, "Codec") == "Hello, Codec!"
     assert received == [codec]

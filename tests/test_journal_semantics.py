@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 import framework
-from framework import Context, TerminalError, gather, select
+from framework import Context, RestateDurableFuture, TerminalError, gather, select
 from framework._protocol import (
     CallCommandMessage,
     CallCompletionNotificationMessage,
@@ -46,6 +46,7 @@ async def echo(ctx: Context, value: str) -> str:
 
 @svc.handler()
 async def race(ctx: Context) -> list[Any]:
+    awakeable: RestateDurableFuture[Any]
     _awakeable_id, awakeable = ctx.awakeable()
     return await select(awakeable=awakeable, timeout=ctx.sleep(timedelta(hours=1)))
 

@@ -40,7 +40,7 @@ pytest.importorskip("grpc_tools", reason="needs grpcio-tools (the test extra)")
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message as PbMessage
-from grpc_tools import protoc as grpc_protoc
+from grpc_tools import protoc as grpc_protoc  # type: ignore[import-untyped]  # no stubs exist
 
 from framework._protocol import codec, messages
 from framework._protocol.codec import decode_message, encode_frame, encode_message
@@ -557,7 +557,7 @@ def _pb_field_table(descriptor: Descriptor) -> dict[int, tuple[Any, ...]]:
 
 _FDP = descriptor_pb2.FieldDescriptorProto
 # Our field kind -> (protobuf type, repeated, message type name when it is a fixed wrapper).
-_KIND_SHAPE: dict[int, tuple[int, bool, str | None]] = {
+_KIND_SHAPE: dict[int, tuple[_FDP.Type.ValueType, bool, str | None]] = {
     KIND_UINT32: (_FDP.TYPE_UINT32, False, None),
     KIND_UINT64: (_FDP.TYPE_UINT64, False, None),
     KIND_BOOL: (_FDP.TYPE_BOOL, False, None),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import msgspec
@@ -100,13 +100,14 @@ def test_decoding_matches_the_official_sdk() -> None:
     """What the official SDK hands a handler, we hand it too: TypedDicts, enums and other
     hints it does not validate arrive as the JSON sent; dataclasses are built with absent
     Optional fields as None; JSON builtins stay validated."""
-    assert DefaultSerde(Movie).deserialize(b'{"title": "Up"}') == {"title": "Up"}
-    assert DefaultSerde(list[Movie]).deserialize(b"[{}]") == [{}]
-    assert DefaultSerde(Color).deserialize(b'"blue"') == "blue"
+    # Not validated, so not what the hint's type says (for mypy: Any).
+    assert cast(Any, DefaultSerde(Movie).deserialize(b'{"title": "Up"}')) == {"title": "Up"}
+    assert cast(Any, DefaultSerde(list[Movie]).deserialize(b"[{}]")) == [{}]
+    assert cast(Any, DefaultSerde(Color).deserialize(b'"blue"')) == "blue"
     assert DefaultSerde(Order).deserialize(b'{"item": "tea", "quantity": 1, "x": 0}') == Order(
         "tea", 1
     )
-    assert DefaultSerde(Order | None).deserialize(b"null") is None
+    assert DefaultSerde(cast(type[Order | None], Order | None)).deserialize(b"null") is None
     assert DefaultSerde(dict[str, Order]).deserialize(b'{"a": {"item": "t", "quantity": 2}}') == {
         "a": Order("t", 2)
     }
