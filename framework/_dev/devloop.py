@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -23,6 +24,7 @@ from framework._dev.processes import free_port, port_is_free
 from framework._dev.restate_server import RestateServer
 from framework._dev.service_process import ServiceProcess
 from framework._dev.wait import WaitTimeout, wait_until
+from framework._runtime.determinism import GUARD_ENV
 from framework._server.common import MODULES_FILE_ENV, load_app
 from framework.exceptions import RestateServerError
 
@@ -294,6 +296,9 @@ def run_dev(
     modules_file = data_dir / "service-modules.json"
     modules_file.unlink(missing_ok=True)
     env = {MODULES_FILE_ENV: str(modules_file), "PYTHONDONTWRITEBYTECODE": "1"} if reload else {}
+    # Handler code reading the clock or randomness outside ctx.run is pointed out while
+    # developing (FRAMEWORK_DETERMINISM_GUARD=off to silence it, fail to make it an error).
+    env[GUARD_ENV] = os.environ.get(GUARD_ENV, "warn")
     service = ServiceProcess(
         app_ref, port=service_port, log_path=service_log, cwd=Path.cwd(), env=env
     )

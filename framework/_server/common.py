@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from framework._endpoint.asgi import ASGIApp
+from framework._runtime.determinism import GUARD_ENV
+from framework._runtime.determinism import install as install_determinism_guard
 from framework._runtime.logging import configure_default_logging
 from framework.exceptions import AppLoadError
 
@@ -33,7 +35,13 @@ MODULES_FILE_ENV = "FRAMEWORK_DEV_MODULES_FILE"
 
 
 def load_app(ref: str) -> ASGIApp:
-    """Import ``"module:attribute"`` (the attribute may be dotted) and return the app."""
+    """Import ``"module:attribute"`` (the attribute may be dotted) and return the app.
+
+    With ``FRAMEWORK_DETERMINISM_GUARD`` set (``dev`` sets it), the determinism guard is
+    installed first, so that the app's modules bind the guarded functions.
+    """
+    if os.environ.get(GUARD_ENV, "off").lower() != "off":
+        install_determinism_guard()
     module_name, sep, attr_path = ref.partition(":")
     if not sep or not module_name or not attr_path:
         raise AppLoadError(

@@ -17,6 +17,8 @@ from framework._dev.restate_server import RestateServer
 from framework._dev.service_process import ServiceProcess
 from framework._dev.wait import WaitTimeout, wait_until
 from framework._endpoint.asgi import ASGIApp
+from framework._runtime.determinism import GUARD_ENV
+from framework._runtime.determinism import install as install_determinism_guard
 from framework._server.common import load_app
 from framework._server.granian import granian_options, serve_embedded
 from framework.exceptions import RestateServerError
@@ -183,12 +185,17 @@ class ServedApp:
             log_path = log_dir / "service.log" if log_dir is not None else None
             self.process = ServiceProcess(
                 self.app,
-                env={**_child_pythonpath(), **self.env},
+                env={
+                    GUARD_ENV: os.environ.get(GUARD_ENV, "warn"),
+                    **_child_pythonpath(),
+                    **self.env,
+                },
                 log_path=log_path,
                 cwd=Path.cwd(),
             )
             self.process.start(timeout)
         else:
+            install_determinism_guard()  # FRAMEWORK_DETERMINISM_GUARD, else warn
             self.in_process = InProcessApp(self.app)
             self.in_process.start(timeout)
 
