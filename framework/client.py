@@ -569,6 +569,32 @@ class RestateClient:
         serde = _resolve(tpe, "attach", None).output_serde if tpe is not None else _JSON
         return await self._get_result(f"/restate/invocation/{_inv(invocation_id)}/attach", serde)
 
+    async def restart_as_new(
+        self,
+        invocation_id: str,
+        *,
+        admin_url: str,
+        from_index: int | None = None,
+        deployment: str | None = None,
+    ) -> str:
+        """Start a completed invocation again as a new one, from its input (or keeping its
+        journal up to entry ``from_index``), through the server's admin API at ``admin_url``
+        (the ingress cannot do it); the new invocation's id. ``deployment``: a deployment
+        id, ``"latest"`` or ``"keep"``."""
+        import httpx
+
+        params = {
+            key: str(value)
+            for key, value in (("from", from_index), ("deployment", deployment))
+            if value is not None
+        }
+        url = f"{admin_url.rstrip('/')}/invocations/{_inv(invocation_id)}/restart-as-new"
+        async with httpx.AsyncClient(timeout=self._timeout, trust_env=_trust_env(url)) as http:
+            response = await http.patch(url, params=params, headers={"accept": "application/json"})
+        if not response.is_success:
+            raise _error_from(response)
+        return str(response.json()["new_invocation_id"])
+
     @overload
     async def output(self, invocation_id: str) -> Any: ...
 

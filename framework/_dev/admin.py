@@ -207,6 +207,44 @@ class AdminClient:
         """Kill an invocation: it ends at once, no compensation runs."""
         self.request("PATCH", f"/invocations/{urllib.parse.quote(invocation_id)}/kill")
 
+    def restart_as_new(
+        self, invocation_id: str, *, from_index: int | None = None, deployment: str | None = None
+    ) -> str:
+        """Start a completed invocation again as a new one (its input kept; with
+        ``from_index``, the journal prefix up to that entry too); the new invocation's id.
+        ``deployment``: a deployment id, ``"latest"`` or ``"keep"``."""
+        query = urllib.parse.urlencode(
+            {
+                key: value
+                for key, value in (("from", from_index), ("deployment", deployment))
+                if value is not None
+            }
+        )
+        path = f"/invocations/{urllib.parse.quote(invocation_id)}/restart-as-new"
+        answer = self.request("PATCH", f"{path}?{query}" if query else path)
+        return str(answer["new_invocation_id"])
+
+    def object_state(self, service: str, key: str) -> dict[str, bytes]:
+        """The state of a virtual object (or workflow) instance, raw values by name."""
+        rows = self.query(
+            f"SELECT key, value FROM state WHERE service_name = {_sql_text(service)} "
+            f"AND service_key = {_sql_text(key)}"
+        )
+        return {row["key"]: bytes.fromhex(row["value"] or "") for row in rows}
+
+    def replace_object_state(self, service: str, key: str, state: dict[str, bytes]) -> None:
+        """Replace the whole state of a virtual object instance (the server applies it
+        before the object's next invocation runs)."""
+        self.request(
+            "POST",
+            f"/services/{urllib.parse.quote(service)}/state",
+            {"object_key": key, "new_state": {name: list(value) for name, value in state.items()}},
+        )
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
 
 def register_deployment(
     admin_url: str,

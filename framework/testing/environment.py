@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from framework._dev.admin import AdminClient
 from framework._dev.restate_server import RestateServer
 from framework._dev.service_process import ServiceProcess
+from framework.testing.state import ObjectState, object_name
 
 if TYPE_CHECKING:
     from framework.client import RestateClient
@@ -75,6 +76,28 @@ class HarnessEnvironment:
         Raises ``RestateServerError`` with the server's message if it refuses.
         """
         await asyncio.to_thread(self._admin().cancel_invocation, invocation_id)
+
+    def state_of(self, target: Any, key: str) -> ObjectState:
+        """The state of the object (or workflow) ``key`` of ``target`` (a VirtualObject or
+        Workflow, one of its handlers, or its name): ``await state.get(name)``,
+        ``set``, ``get_all``, ``set_all``, ``clear``; e.g. to seed an object before a test
+        calls it."""
+        return ObjectState(
+            self._admin(), object_name(target), key, getattr(self.client, "_codec", None)
+        )
+
+    async def restart_as_new(
+        self, invocation_id: str, *, from_index: int | None = None, deployment: str | None = None
+    ) -> str:
+        """Start a completed invocation again as a new one, from its input (or keeping its
+        journal up to entry ``from_index``); the new invocation's id. ``deployment``: a
+        deployment id, ``"latest"`` or ``"keep"`` (with ``from_index``)."""
+        return await asyncio.to_thread(
+            self._admin().restart_as_new,
+            invocation_id,
+            from_index=from_index,
+            deployment=deployment,
+        )
 
     async def kill_invocation(self, invocation_id: str) -> None:
         """Kill an invocation through the admin API (no compensation runs).
