@@ -77,3 +77,21 @@ def _wait_for(env: HarnessEnvironment, text: str, timeout: float = 20) -> str:
             return log
         time.sleep(0.1)
     raise AssertionError(f"{text!r} not in the service log:\n{service.log_tail()}")
+
+
+def test_the_support_agent_refunds_once_and_keeps_the_conversation() -> None:
+    from framework.testing import create_test_harness
+    from services import agent
+
+    async def scenario() -> None:
+        async with create_test_harness(agent.app, always_replay=True) as env:
+            agent.REFUNDS.clear()
+            answer = await env.client.object_call(agent.ask, "ann", "My order 7 arrived broken")
+            assert answer == "Done: refunded order 7."
+            assert agent.REFUNDS == ["7"]  # once, though every await replayed the turn
+            answer = await env.client.object_call(agent.ask, "ann", "And order 42?")
+            assert answer == "Done: shipped on Monday."
+            assert await env.client.object_call(agent.turns, "ann", None) > 4  # both turns kept
+            assert await env.client.object_call(agent.turns, "bob", None) == 0
+
+    asyncio.run(scenario())
