@@ -35,6 +35,8 @@ OFFICIAL_REQUIREMENTS = [
     "msgspec",
     "starlette",
     "anyio",
+    # bench/agents.py runs restate.ext.pydantic, which imports pydantic-ai's MCP toolset.
+    "pydantic-ai-slim[mcp]>=2,<3",
 ]
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
