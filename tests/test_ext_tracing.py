@@ -27,12 +27,16 @@ PLAIN = _PROVIDER.get_tracer("tests.plain")
 traced = framework.Service("TracedAgent")
 
 
+def _identity(value: int) -> int:
+    return value
+
+
 @traced.handler()
 async def turns(ctx: framework.Context, n: int) -> int:
     total = 0
     for i in range(n):
         with WRAPPED.start_as_current_span(f"wrapped-turn-{i}"):
-            total += await ctx.run_typed(f"step-{i}", lambda i=i: i)
+            total += await ctx.run_typed(f"step-{i}", _identity, value=i)
         PLAIN.start_span(f"plain-turn-{i}").end()
         WRAPPED.start_span(f"wrapped-start-{i}").end()
     return total
