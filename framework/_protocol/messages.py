@@ -6,14 +6,18 @@ Conventions (shared with the journal state machine):
   for ``optional`` scalars, sub-messages and oneof members;
 * ``Value`` is flattened to ``bytes | None`` (``b""`` is a present, empty value);
   ``Void`` to ``bool``; ``StateKeys`` to ``list[bytes] | None``;
-* each class lists its fields once, in ``FIELDS``; the codec works from tables compiled
-  from it at import time, never from per-class code.
+* each field is declared once, as ``name: Annotated[type, pb(number, ...)] = default``;
+  at import time its ``FIELDS`` table is derived from those annotations and the codec's
+  tables are compiled from ``FIELDS``, never from per-class code.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import ClassVar, Final, NamedTuple, TypeAlias
+import types
+import typing
+from collections.abc import Iterable
+from typing import Annotated, ClassVar, Final, NamedTuple, TypeAlias
 
 import msgspec
 
@@ -92,6 +96,7 @@ __all__ = [
     "is_command",
     "is_custom_entry",
     "is_notification",
+    "pb",
 ]
 
 # --- Field kinds. Plain ints, because the decoder compares them in its inner loop. ---
@@ -150,6 +155,26 @@ class Field(NamedTuple):
     optional: bool = False  # proto3 `optional`: explicit presence, None when absent
 
 
+class _Pb(NamedTuple):
+    """The wire facts of one struct field, carried as ``Annotated`` metadata (see ``pb``)."""
+
+    number: int
+    kind: int | None  # None: implied by the Python type
+    oneof: str | None
+
+
+def pb(number: int, kind: int | None = None, *, oneof: str | None = None) -> _Pb:
+    """Mark a struct field as protobuf field ``number``: ``x: Annotated[T, pb(1)] = ...``.
+
+    The name comes from the attribute, explicit presence (proto3 ``optional``) from a
+    ``T | None`` type with a ``None`` default, and a sub-message's class from ``T``. The
+    ``kind`` is needed only where ``T`` cannot tell it: ``int`` (uint32, uint64 or enum),
+    ``list[int]`` (KIND_REPEATED_UINT32) and the flattened wrappers (KIND_VALUE for
+    ``bytes | None``, KIND_VOID for ``bool``, KIND_STATE_KEYS for ``list[bytes] | None``).
+    """
+    return _Pb(number, kind, oneof)
+
+
 # (python name, kind, sub-message class, names of the other members of its oneof)
 DecodeSpec: TypeAlias = "tuple[str, int, type[ProtoStruct] | None, tuple[str, ...]]"
 # (python name, kind, encoded key, sub-message class, None-means-absent, oneof name)
@@ -184,7 +209,7 @@ class BuiltInSignal(enum.IntEnum):
 class ProtoStruct(msgspec.Struct, kw_only=True, gc=False):
     """Base of every protocol struct, top-level or nested."""
 
-    FIELDS: ClassVar[tuple[Field, ...]] = ()
+    FIELDS: ClassVar[tuple[Field, ...]] = ()  # derived from the ``pb`` annotations
     # Compiled from FIELDS once, at import time, for the codec.
     _DECODE: ClassVar[dict[int, DecodeSpec]]
     _ENCODE: ClassVar[tuple[EncodeSpec, ...]]
@@ -203,94 +228,58 @@ class Message(ProtoStruct):
 class StateEntry(ProtoStruct):
     """StartMessage.StateEntry: one eagerly sent state key/value (empty value != missing)."""
 
-    FIELDS = (
-        Field(1, "key", KIND_BYTES),
-        Field(2, "value", KIND_BYTES),
-    )
-    key: bytes = b""
-    value: bytes = b""
+    key: Annotated[bytes, pb(1)] = b""
+    value: Annotated[bytes, pb(2)] = b""
 
 
 class Future(ProtoStruct):
     """An await point as a tree of combinators over notification ids (v7)."""
 
-    FIELDS = (
-        Field(1, "waiting_completions", KIND_REPEATED_UINT32),
-        Field(2, "waiting_signals", KIND_REPEATED_UINT32),
-        Field(3, "waiting_named_signals", KIND_REPEATED_STRING),
-        Field(4, "nested_futures", KIND_REPEATED_MESSAGE, "Future"),
-        Field(5, "combinator_type", KIND_ENUM),
-    )
-    waiting_completions: list[int] = []
-    waiting_signals: list[int] = []
-    waiting_named_signals: list[str] = []
-    nested_futures: list[Future] = []
-    combinator_type: int = 0
+    waiting_completions: Annotated[list[int], pb(1, KIND_REPEATED_UINT32)] = []
+    waiting_signals: Annotated[list[int], pb(2, KIND_REPEATED_UINT32)] = []
+    waiting_named_signals: Annotated[list[str], pb(3)] = []
+    nested_futures: Annotated[list[Future], pb(4)] = []
+    combinator_type: Annotated[int, pb(5, KIND_ENUM)] = 0
 
 
 class FailureMetadata(ProtoStruct):
     """One key/value pair of Failure.metadata (v6+)."""
 
-    FIELDS = (
-        Field(1, "key", KIND_STRING),
-        Field(2, "value", KIND_STRING),
-    )
-    key: str = ""
-    value: str = ""
+    key: Annotated[str, pb(1)] = ""
+    value: Annotated[str, pb(2)] = ""
 
 
 class Failure(ProtoStruct):
     """A user-visible failure: an HTTP-like code, a message, optional metadata."""
 
-    FIELDS = (
-        Field(1, "code", KIND_UINT32),
-        Field(2, "message", KIND_STRING),
-        Field(3, "metadata", KIND_REPEATED_MESSAGE, "FailureMetadata"),
-    )
-    code: int = 0
-    message: str = ""
-    metadata: list[FailureMetadata] = []
+    code: Annotated[int, pb(1, KIND_UINT32)] = 0
+    message: Annotated[str, pb(2)] = ""
+    metadata: Annotated[list[FailureMetadata], pb(3)] = []
 
 
 class Header(ProtoStruct):
     """An invocation header (key/value)."""
 
-    FIELDS = (
-        Field(1, "key", KIND_STRING),
-        Field(2, "value", KIND_STRING),
-    )
-    key: str = ""
-    value: str = ""
+    key: Annotated[str, pb(1)] = ""
+    value: Annotated[str, pb(2)] = ""
 
 
 class WorkflowTarget(ProtoStruct):
     """Addresses a workflow run by name and key."""
 
-    FIELDS = (
-        Field(1, "workflow_name", KIND_STRING),
-        Field(2, "workflow_key", KIND_STRING),
-        Field(3, "scope", KIND_STRING, optional=True),
-    )
-    workflow_name: str = ""
-    workflow_key: str = ""
-    scope: str | None = None
+    workflow_name: Annotated[str, pb(1)] = ""
+    workflow_key: Annotated[str, pb(2)] = ""
+    scope: Annotated[str | None, pb(3)] = None
 
 
 class IdempotentRequestTarget(ProtoStruct):
     """Addresses an invocation by its idempotency key."""
 
-    FIELDS = (
-        Field(1, "service_name", KIND_STRING),
-        Field(2, "service_key", KIND_STRING, optional=True),
-        Field(3, "handler_name", KIND_STRING),
-        Field(4, "idempotency_key", KIND_STRING),
-        Field(5, "scope", KIND_STRING, optional=True),
-    )
-    service_name: str = ""
-    service_key: str | None = None
-    handler_name: str = ""
-    idempotency_key: str = ""
-    scope: str | None = None
+    service_name: Annotated[str, pb(1)] = ""
+    service_key: Annotated[str | None, pb(2)] = None
+    handler_name: Annotated[str, pb(3)] = ""
+    idempotency_key: Annotated[str, pb(4)] = ""
+    scope: Annotated[str | None, pb(5)] = None
 
 
 # --- Core frames ---
@@ -300,32 +289,18 @@ class StartMessage(Message):
     """0x0000: opens the stream with the invocation's identity and eager state."""
 
     TYPE = 0x0000
-    FIELDS = (
-        Field(1, "id", KIND_BYTES),
-        Field(2, "debug_id", KIND_STRING),
-        Field(3, "known_entries", KIND_UINT32),
-        Field(4, "state_map", KIND_REPEATED_MESSAGE, "StateEntry"),
-        Field(5, "partial_state", KIND_BOOL),
-        Field(6, "key", KIND_STRING),
-        Field(7, "retry_count_since_last_stored_entry", KIND_UINT32),
-        Field(8, "duration_since_last_stored_entry", KIND_UINT64),
-        Field(9, "random_seed", KIND_UINT64),
-        Field(10, "scope", KIND_STRING, optional=True),
-        Field(11, "limit_key", KIND_STRING, optional=True),
-        Field(12, "idempotency_key", KIND_STRING, optional=True),
-    )
-    id: bytes = b""
-    debug_id: str = ""
-    known_entries: int = 0
-    state_map: list[StateEntry] = []
-    partial_state: bool = False
-    key: str = ""
-    retry_count_since_last_stored_entry: int = 0
-    duration_since_last_stored_entry: int = 0
-    random_seed: int = 0
-    scope: str | None = None
-    limit_key: str | None = None
-    idempotency_key: str | None = None
+    id: Annotated[bytes, pb(1)] = b""
+    debug_id: Annotated[str, pb(2)] = ""
+    known_entries: Annotated[int, pb(3, KIND_UINT32)] = 0
+    state_map: Annotated[list[StateEntry], pb(4)] = []
+    partial_state: Annotated[bool, pb(5)] = False
+    key: Annotated[str, pb(6)] = ""
+    retry_count_since_last_stored_entry: Annotated[int, pb(7, KIND_UINT32)] = 0
+    duration_since_last_stored_entry: Annotated[int, pb(8, KIND_UINT64)] = 0
+    random_seed: Annotated[int, pb(9, KIND_UINT64)] = 0
+    scope: Annotated[str | None, pb(10)] = None
+    limit_key: Annotated[str | None, pb(11)] = None
+    idempotency_key: Annotated[str | None, pb(12)] = None
 
 
 class SuspensionMessage(Message):
@@ -337,40 +312,24 @@ class SuspensionMessage(Message):
     """
 
     TYPE = 0x0001
-    FIELDS = (
-        Field(1, "waiting_completions", KIND_REPEATED_UINT32),
-        Field(2, "waiting_signals", KIND_REPEATED_UINT32),
-        Field(3, "waiting_named_signals", KIND_REPEATED_STRING),
-        Field(4, "awaiting_on", KIND_MESSAGE, "Future"),
-    )
-    waiting_completions: list[int] = []
-    waiting_signals: list[int] = []
-    waiting_named_signals: list[str] = []
-    awaiting_on: Future | None = None
+    waiting_completions: Annotated[list[int], pb(1, KIND_REPEATED_UINT32)] = []
+    waiting_signals: Annotated[list[int], pb(2, KIND_REPEATED_UINT32)] = []
+    waiting_named_signals: Annotated[list[str], pb(3)] = []
+    awaiting_on: Annotated[Future | None, pb(4)] = None
 
 
 class ErrorMessage(Message):
     """0x0002: the invocation attempt failed (and, by ``behavior``, what to do next)."""
 
     TYPE = 0x0002
-    FIELDS = (
-        Field(1, "code", KIND_UINT32),
-        Field(2, "message", KIND_STRING),
-        Field(3, "stacktrace", KIND_STRING),
-        Field(4, "related_command_index", KIND_UINT32, optional=True),
-        Field(5, "related_command_name", KIND_STRING, optional=True),
-        Field(6, "related_command_type", KIND_UINT32, optional=True),
-        Field(8, "next_retry_delay", KIND_UINT64, optional=True),
-        Field(9, "behavior", KIND_ENUM),
-    )
-    code: int = 0
-    message: str = ""
-    stacktrace: str = ""
-    related_command_index: int | None = None
-    related_command_name: str | None = None
-    related_command_type: int | None = None
-    next_retry_delay: int | None = None
-    behavior: int = 0
+    code: Annotated[int, pb(1, KIND_UINT32)] = 0
+    message: Annotated[str, pb(2)] = ""
+    stacktrace: Annotated[str, pb(3)] = ""
+    related_command_index: Annotated[int | None, pb(4, KIND_UINT32)] = None
+    related_command_name: Annotated[str | None, pb(5)] = None
+    related_command_type: Annotated[int | None, pb(6, KIND_UINT32)] = None
+    next_retry_delay: Annotated[int | None, pb(8, KIND_UINT64)] = None
+    behavior: Annotated[int, pb(9, KIND_ENUM)] = 0
 
 
 class EndMessage(Message):
@@ -383,42 +342,31 @@ class CommandAckMessage(Message):
     """0x0004: the runtime stored the command at ``command_index``."""
 
     TYPE = 0x0004
-    FIELDS = (Field(1, "command_index", KIND_UINT32),)
-    command_index: int = 0
+    command_index: Annotated[int, pb(1, KIND_UINT32)] = 0
 
 
 class ProposeRunCompletionMessage(Message):
     """0x0005: proposes the result of a ctx.run; may carry the REQUESTED_ACK header flag."""
 
     TYPE = 0x0005
-    FIELDS = (
-        Field(1, "result_completion_id", KIND_UINT32),
-        Field(14, "value", KIND_BYTES, oneof="result"),
-        Field(15, "failure", KIND_MESSAGE, "Failure", oneof="result"),
-    )
-    result_completion_id: int = 0
-    value: bytes | None = None
-    failure: Failure | None = None
+    result_completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
+    value: Annotated[bytes | None, pb(14, oneof="result")] = None
+    failure: Annotated[Failure | None, pb(15, oneof="result")] = None
 
 
 class AwaitingOnMessage(Message):
     """0x0006: tells the runtime what user code is currently blocked on (v7)."""
 
     TYPE = 0x0006
-    FIELDS = (
-        Field(1, "awaiting_on", KIND_MESSAGE, "Future"),
-        Field(2, "executing_side_effects", KIND_BOOL),
-    )
-    awaiting_on: Future | None = None
-    executing_side_effects: bool = False
+    awaiting_on: Annotated[Future | None, pb(1)] = None
+    executing_side_effects: Annotated[bool, pb(2)] = False
 
 
 class ProposeRunCompletionAckMessage(Message):
     """0x0007: the runtime stored the proposed run completion ``completion_id`` (v7)."""
 
     TYPE = 0x0007
-    FIELDS = (Field(1, "completion_id", KIND_UINT32),)
-    completion_id: int = 0
+    completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
 
 
 # --- Commands and notifications ---
@@ -428,496 +376,315 @@ class InputCommandMessage(Message):
     """0x0400: the invocation's input (always the first command)."""
 
     TYPE = 0x0400
-    FIELDS = (
-        Field(1, "headers", KIND_REPEATED_MESSAGE, "Header"),
-        Field(12, "name", KIND_STRING),
-        Field(14, "value", KIND_VALUE),
-    )
-    headers: list[Header] = []
-    name: str = ""
-    value: bytes | None = None
+    headers: Annotated[list[Header], pb(1)] = []
+    name: Annotated[str, pb(12)] = ""
+    value: Annotated[bytes | None, pb(14, KIND_VALUE)] = None
 
 
 class OutputCommandMessage(Message):
     """0x0401: the invocation's result."""
 
     TYPE = 0x0401
-    FIELDS = (
-        Field(12, "name", KIND_STRING),
-        Field(14, "value", KIND_VALUE, oneof="result"),
-        Field(15, "failure", KIND_MESSAGE, "Failure", oneof="result"),
-    )
-    name: str = ""
-    value: bytes | None = None
-    failure: Failure | None = None
+    name: Annotated[str, pb(12)] = ""
+    value: Annotated[bytes | None, pb(14, KIND_VALUE, oneof="result")] = None
+    failure: Annotated[Failure | None, pb(15, oneof="result")] = None
 
 
 class GetLazyStateCommandMessage(Message):
     """0x0402: reads one state key; the value arrives as a notification."""
 
     TYPE = 0x0402
-    FIELDS = (
-        Field(1, "key", KIND_BYTES),
-        Field(11, "result_completion_id", KIND_UINT32),
-        Field(12, "name", KIND_STRING),
-    )
-    key: bytes = b""
-    result_completion_id: int = 0
-    name: str = ""
+    key: Annotated[bytes, pb(1)] = b""
+    result_completion_id: Annotated[int, pb(11, KIND_UINT32)] = 0
+    name: Annotated[str, pb(12)] = ""
 
 
 class GetLazyStateCompletionNotificationMessage(Message):
     """0x8002: result of GetLazyState (``void`` = key missing)."""
 
     TYPE = 0x8002
-    FIELDS = (
-        Field(1, "completion_id", KIND_UINT32),
-        Field(4, "void", KIND_VOID, oneof="result"),
-        Field(5, "value", KIND_VALUE, oneof="result"),
-    )
-    completion_id: int = 0
-    void: bool = False
-    value: bytes | None = None
+    completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
+    void: Annotated[bool, pb(4, KIND_VOID, oneof="result")] = False
+    value: Annotated[bytes | None, pb(5, KIND_VALUE, oneof="result")] = None
 
 
 class SetStateCommandMessage(Message):
     """0x0403: writes one state key."""
 
     TYPE = 0x0403
-    FIELDS = (
-        Field(1, "key", KIND_BYTES),
-        Field(3, "value", KIND_VALUE),
-        Field(12, "name", KIND_STRING),
-    )
-    key: bytes = b""
-    value: bytes | None = None
-    name: str = ""
+    key: Annotated[bytes, pb(1)] = b""
+    value: Annotated[bytes | None, pb(3, KIND_VALUE)] = None
+    name: Annotated[str, pb(12)] = ""
 
 
 class ClearStateCommandMessage(Message):
     """0x0404: deletes one state key."""
 
     TYPE = 0x0404
-    FIELDS = (
-        Field(1, "key", KIND_BYTES),
-        Field(12, "name", KIND_STRING),
-    )
-    key: bytes = b""
-    name: str = ""
+    key: Annotated[bytes, pb(1)] = b""
+    name: Annotated[str, pb(12)] = ""
 
 
 class ClearAllStateCommandMessage(Message):
     """0x0405: deletes every state key."""
 
     TYPE = 0x0405
-    FIELDS = (Field(12, "name", KIND_STRING),)
-    name: str = ""
+    name: Annotated[str, pb(12)] = ""
 
 
 class GetLazyStateKeysCommandMessage(Message):
     """0x0406: lists the state keys; they arrive as a notification."""
 
     TYPE = 0x0406
-    FIELDS = (
-        Field(11, "result_completion_id", KIND_UINT32),
-        Field(12, "name", KIND_STRING),
-    )
-    result_completion_id: int = 0
-    name: str = ""
+    result_completion_id: Annotated[int, pb(11, KIND_UINT32)] = 0
+    name: Annotated[str, pb(12)] = ""
 
 
 class GetLazyStateKeysCompletionNotificationMessage(Message):
     """0x8006: result of GetLazyStateKeys."""
 
     TYPE = 0x8006
-    FIELDS = (
-        Field(1, "completion_id", KIND_UINT32),
-        Field(17, "state_keys", KIND_STATE_KEYS),
-    )
-    completion_id: int = 0
-    state_keys: list[bytes] | None = None
+    completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
+    state_keys: Annotated[list[bytes] | None, pb(17, KIND_STATE_KEYS)] = None
 
 
 class GetEagerStateCommandMessage(Message):
     """0x0407: a state read answered from the eager state (``void`` = key missing)."""
 
     TYPE = 0x0407
-    FIELDS = (
-        Field(1, "key", KIND_BYTES),
-        Field(12, "name", KIND_STRING),
-        Field(13, "void", KIND_VOID, oneof="result"),
-        Field(14, "value", KIND_VALUE, oneof="result"),
-    )
-    key: bytes = b""
-    name: str = ""
-    void: bool = False
-    value: bytes | None = None
+    key: Annotated[bytes, pb(1)] = b""
+    name: Annotated[str, pb(12)] = ""
+    void: Annotated[bool, pb(13, KIND_VOID, oneof="result")] = False
+    value: Annotated[bytes | None, pb(14, KIND_VALUE, oneof="result")] = None
 
 
 class GetEagerStateKeysCommandMessage(Message):
     """0x0408: a state-keys listing answered from the eager state."""
 
     TYPE = 0x0408
-    FIELDS = (
-        Field(12, "name", KIND_STRING),
-        Field(14, "value", KIND_STATE_KEYS),
-    )
-    name: str = ""
-    value: list[bytes] | None = None
+    name: Annotated[str, pb(12)] = ""
+    value: Annotated[list[bytes] | None, pb(14, KIND_STATE_KEYS)] = None
 
 
 class GetPromiseCommandMessage(Message):
     """0x0409: awaits a workflow promise."""
 
     TYPE = 0x0409
-    FIELDS = (
-        Field(1, "key", KIND_STRING),
-        Field(11, "result_completion_id", KIND_UINT32),
-        Field(12, "name", KIND_STRING),
-    )
-    key: str = ""
-    result_completion_id: int = 0
-    name: str = ""
+    key: Annotated[str, pb(1)] = ""
+    result_completion_id: Annotated[int, pb(11, KIND_UINT32)] = 0
+    name: Annotated[str, pb(12)] = ""
 
 
 class GetPromiseCompletionNotificationMessage(Message):
     """0x8009: result of GetPromise."""
 
     TYPE = 0x8009
-    FIELDS = (
-        Field(1, "completion_id", KIND_UINT32),
-        Field(5, "value", KIND_VALUE, oneof="result"),
-        Field(6, "failure", KIND_MESSAGE, "Failure", oneof="result"),
-    )
-    completion_id: int = 0
-    value: bytes | None = None
-    failure: Failure | None = None
+    completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
+    value: Annotated[bytes | None, pb(5, KIND_VALUE, oneof="result")] = None
+    failure: Annotated[Failure | None, pb(6, oneof="result")] = None
 
 
 class PeekPromiseCommandMessage(Message):
     """0x040A: reads a workflow promise without waiting."""
 
     TYPE = 0x040A
-    FIELDS = (
-        Field(1, "key", KIND_STRING),
-        Field(11, "result_completion_id", KIND_UINT32),
-        Field(12, "name", KIND_STRING),
-    )
-    key: str = ""
-    result_completion_id: int = 0
-    name: str = ""
+    key: Annotated[str, pb(1)] = ""
+    result_completion_id: Annotated[int, pb(11, KIND_UINT32)] = 0
+    name: Annotated[str, pb(12)] = ""
 
 
 class PeekPromiseCompletionNotificationMessage(Message):
     """0x800A: result of PeekPromise (``void`` = not completed yet)."""
 
     TYPE = 0x800A
-    FIELDS = (
-        Field(1, "completion_id", KIND_UINT32),
-        Field(4, "void", KIND_VOID, oneof="result"),
-        Field(5, "value", KIND_VALUE, oneof="result"),
-        Field(6, "failure", KIND_MESSAGE, "Failure", oneof="result"),
-    )
-    completion_id: int = 0
-    void: bool = False
-    value: bytes | None = None
-    failure: Failure | None = None
+    completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
+    void: Annotated[bool, pb(4, KIND_VOID, oneof="result")] = False
+    value: Annotated[bytes | None, pb(5, KIND_VALUE, oneof="result")] = None
+    failure: Annotated[Failure | None, pb(6, oneof="result")] = None
 
 
 class CompletePromiseCommandMessage(Message):
     """0x040B: resolves or rejects a workflow promise."""
 
     TYPE = 0x040B
-    FIELDS = (
-        Field(1, "key", KIND_STRING),
-        Field(2, "completion_value", KIND_VALUE, oneof="completion"),
-        Field(3, "completion_failure", KIND_MESSAGE, "Failure", oneof="completion"),
-        Field(11, "result_completion_id", KIND_UINT32),
-        Field(12, "name", KIND_STRING),
-    )
-    key: str = ""
-    completion_value: bytes | None = None
-    completion_failure: Failure | None = None
-    result_completion_id: int = 0
-    name: str = ""
+    key: Annotated[str, pb(1)] = ""
+    completion_value: Annotated[bytes | None, pb(2, KIND_VALUE, oneof="completion")] = None
+    completion_failure: Annotated[Failure | None, pb(3, oneof="completion")] = None
+    result_completion_id: Annotated[int, pb(11, KIND_UINT32)] = 0
+    name: Annotated[str, pb(12)] = ""
 
 
 class CompletePromiseCompletionNotificationMessage(Message):
     """0x800B: result of CompletePromise (``void`` = done; failure = already completed)."""
 
     TYPE = 0x800B
-    FIELDS = (
-        Field(1, "completion_id", KIND_UINT32),
-        Field(4, "void", KIND_VOID, oneof="result"),
-        Field(6, "failure", KIND_MESSAGE, "Failure", oneof="result"),
-    )
-    completion_id: int = 0
-    void: bool = False
-    failure: Failure | None = None
+    completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
+    void: Annotated[bool, pb(4, KIND_VOID, oneof="result")] = False
+    failure: Annotated[Failure | None, pb(6, oneof="result")] = None
 
 
 class SleepCommandMessage(Message):
     """0x040C: a durable timer; ``wake_up_time`` is milliseconds since the UNIX epoch."""
 
     TYPE = 0x040C
-    FIELDS = (
-        Field(1, "wake_up_time", KIND_UINT64),
-        Field(11, "result_completion_id", KIND_UINT32),
-        Field(12, "name", KIND_STRING),
-    )
-    wake_up_time: int = 0
-    result_completion_id: int = 0
-    name: str = ""
+    wake_up_time: Annotated[int, pb(1, KIND_UINT64)] = 0
+    result_completion_id: Annotated[int, pb(11, KIND_UINT32)] = 0
+    name: Annotated[str, pb(12)] = ""
 
 
 class SleepCompletionNotificationMessage(Message):
     """0x800C: the timer fired."""
 
     TYPE = 0x800C
-    FIELDS = (
-        Field(1, "completion_id", KIND_UINT32),
-        Field(4, "void", KIND_VOID),
-    )
-    completion_id: int = 0
-    void: bool = False
+    completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
+    void: Annotated[bool, pb(4, KIND_VOID)] = False
 
 
 class CallCommandMessage(Message):
     """0x040D: a request-response call to another handler."""
 
     TYPE = 0x040D
-    FIELDS = (
-        Field(1, "service_name", KIND_STRING),
-        Field(2, "handler_name", KIND_STRING),
-        Field(3, "parameter", KIND_BYTES),
-        Field(4, "headers", KIND_REPEATED_MESSAGE, "Header"),
-        Field(5, "key", KIND_STRING),
-        Field(6, "idempotency_key", KIND_STRING, optional=True),
-        Field(7, "scope", KIND_STRING, optional=True),
-        Field(8, "limit_key", KIND_STRING, optional=True),
-        Field(10, "invocation_id_notification_idx", KIND_UINT32),
-        Field(11, "result_completion_id", KIND_UINT32),
-        Field(12, "name", KIND_STRING),
-    )
-    service_name: str = ""
-    handler_name: str = ""
-    parameter: bytes = b""
-    headers: list[Header] = []
-    key: str = ""
-    idempotency_key: str | None = None
-    scope: str | None = None
-    limit_key: str | None = None
-    invocation_id_notification_idx: int = 0
-    result_completion_id: int = 0
-    name: str = ""
+    service_name: Annotated[str, pb(1)] = ""
+    handler_name: Annotated[str, pb(2)] = ""
+    parameter: Annotated[bytes, pb(3)] = b""
+    headers: Annotated[list[Header], pb(4)] = []
+    key: Annotated[str, pb(5)] = ""
+    idempotency_key: Annotated[str | None, pb(6)] = None
+    scope: Annotated[str | None, pb(7)] = None
+    limit_key: Annotated[str | None, pb(8)] = None
+    invocation_id_notification_idx: Annotated[int, pb(10, KIND_UINT32)] = 0
+    result_completion_id: Annotated[int, pb(11, KIND_UINT32)] = 0
+    name: Annotated[str, pb(12)] = ""
 
 
 class CallInvocationIdCompletionNotificationMessage(Message):
     """0x800E: the invocation id of a Call or OneWayCall."""
 
     TYPE = 0x800E
-    FIELDS = (
-        Field(1, "completion_id", KIND_UINT32),
-        Field(16, "invocation_id", KIND_STRING),
-    )
-    completion_id: int = 0
-    invocation_id: str = ""
+    completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
+    invocation_id: Annotated[str, pb(16)] = ""
 
 
 class CallCompletionNotificationMessage(Message):
     """0x800D: result of a Call."""
 
     TYPE = 0x800D
-    FIELDS = (
-        Field(1, "completion_id", KIND_UINT32),
-        Field(5, "value", KIND_VALUE, oneof="result"),
-        Field(6, "failure", KIND_MESSAGE, "Failure", oneof="result"),
-    )
-    completion_id: int = 0
-    value: bytes | None = None
-    failure: Failure | None = None
+    completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
+    value: Annotated[bytes | None, pb(5, KIND_VALUE, oneof="result")] = None
+    failure: Annotated[Failure | None, pb(6, oneof="result")] = None
 
 
 class OneWayCallCommandMessage(Message):
     """0x040E: a fire-and-forget (optionally delayed) call to another handler."""
 
     TYPE = 0x040E
-    FIELDS = (
-        Field(1, "service_name", KIND_STRING),
-        Field(2, "handler_name", KIND_STRING),
-        Field(3, "parameter", KIND_BYTES),
-        Field(4, "invoke_time", KIND_UINT64),
-        Field(5, "headers", KIND_REPEATED_MESSAGE, "Header"),
-        Field(6, "key", KIND_STRING),
-        Field(7, "idempotency_key", KIND_STRING, optional=True),
-        Field(8, "scope", KIND_STRING, optional=True),
-        Field(9, "limit_key", KIND_STRING, optional=True),
-        Field(10, "invocation_id_notification_idx", KIND_UINT32),
-        Field(12, "name", KIND_STRING),
-    )
-    service_name: str = ""
-    handler_name: str = ""
-    parameter: bytes = b""
-    invoke_time: int = 0
-    headers: list[Header] = []
-    key: str = ""
-    idempotency_key: str | None = None
-    scope: str | None = None
-    limit_key: str | None = None
-    invocation_id_notification_idx: int = 0
-    name: str = ""
+    service_name: Annotated[str, pb(1)] = ""
+    handler_name: Annotated[str, pb(2)] = ""
+    parameter: Annotated[bytes, pb(3)] = b""
+    invoke_time: Annotated[int, pb(4, KIND_UINT64)] = 0
+    headers: Annotated[list[Header], pb(5)] = []
+    key: Annotated[str, pb(6)] = ""
+    idempotency_key: Annotated[str | None, pb(7)] = None
+    scope: Annotated[str | None, pb(8)] = None
+    limit_key: Annotated[str | None, pb(9)] = None
+    invocation_id_notification_idx: Annotated[int, pb(10, KIND_UINT32)] = 0
+    name: Annotated[str, pb(12)] = ""
 
 
 class SendSignalCommandMessage(Message):
     """0x0410: sends a signal (by index or name) to another invocation."""
 
     TYPE = 0x0410
-    FIELDS = (
-        Field(1, "target_invocation_id", KIND_STRING),
-        Field(2, "idx", KIND_UINT32, oneof="signal_id"),
-        Field(3, "name", KIND_STRING, oneof="signal_id"),
-        Field(4, "void", KIND_VOID, oneof="result"),
-        Field(5, "value", KIND_VALUE, oneof="result"),
-        Field(6, "failure", KIND_MESSAGE, "Failure", oneof="result"),
-        Field(12, "entry_name", KIND_STRING),
-    )
-    target_invocation_id: str = ""
-    idx: int | None = None
-    name: str | None = None
-    void: bool = False
-    value: bytes | None = None
-    failure: Failure | None = None
-    entry_name: str = ""
+    target_invocation_id: Annotated[str, pb(1)] = ""
+    idx: Annotated[int | None, pb(2, KIND_UINT32, oneof="signal_id")] = None
+    name: Annotated[str | None, pb(3, oneof="signal_id")] = None
+    void: Annotated[bool, pb(4, KIND_VOID, oneof="result")] = False
+    value: Annotated[bytes | None, pb(5, KIND_VALUE, oneof="result")] = None
+    failure: Annotated[Failure | None, pb(6, oneof="result")] = None
+    entry_name: Annotated[str, pb(12)] = ""
 
 
 class RunCommandMessage(Message):
     """0x0411: a ctx.run; its result is proposed with ProposeRunCompletionMessage."""
 
     TYPE = 0x0411
-    FIELDS = (
-        Field(11, "result_completion_id", KIND_UINT32),
-        Field(12, "name", KIND_STRING),
-    )
-    result_completion_id: int = 0
-    name: str = ""
+    result_completion_id: Annotated[int, pb(11, KIND_UINT32)] = 0
+    name: Annotated[str, pb(12)] = ""
 
 
 class RunCompletionNotificationMessage(Message):
     """0x8011: the stored result of a ctx.run."""
 
     TYPE = 0x8011
-    FIELDS = (
-        Field(1, "completion_id", KIND_UINT32),
-        Field(5, "value", KIND_VALUE, oneof="result"),
-        Field(6, "failure", KIND_MESSAGE, "Failure", oneof="result"),
-    )
-    completion_id: int = 0
-    value: bytes | None = None
-    failure: Failure | None = None
+    completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
+    value: Annotated[bytes | None, pb(5, KIND_VALUE, oneof="result")] = None
+    failure: Annotated[Failure | None, pb(6, oneof="result")] = None
 
 
 class AttachInvocationCommandMessage(Message):
     """0x0412: waits for another invocation's result."""
 
     TYPE = 0x0412
-    FIELDS = (
-        Field(1, "invocation_id", KIND_STRING, oneof="target"),
-        Field(
-            3, "idempotent_request_target", KIND_MESSAGE, "IdempotentRequestTarget", oneof="target"
-        ),
-        Field(4, "workflow_target", KIND_MESSAGE, "WorkflowTarget", oneof="target"),
-        Field(11, "result_completion_id", KIND_UINT32),
-        Field(12, "name", KIND_STRING),
+    invocation_id: Annotated[str | None, pb(1, oneof="target")] = None
+    idempotent_request_target: Annotated[IdempotentRequestTarget | None, pb(3, oneof="target")] = (
+        None
     )
-    invocation_id: str | None = None
-    idempotent_request_target: IdempotentRequestTarget | None = None
-    workflow_target: WorkflowTarget | None = None
-    result_completion_id: int = 0
-    name: str = ""
+    workflow_target: Annotated[WorkflowTarget | None, pb(4, oneof="target")] = None
+    result_completion_id: Annotated[int, pb(11, KIND_UINT32)] = 0
+    name: Annotated[str, pb(12)] = ""
 
 
 class AttachInvocationCompletionNotificationMessage(Message):
     """0x8012: result of AttachInvocation."""
 
     TYPE = 0x8012
-    FIELDS = (
-        Field(1, "completion_id", KIND_UINT32),
-        Field(5, "value", KIND_VALUE, oneof="result"),
-        Field(6, "failure", KIND_MESSAGE, "Failure", oneof="result"),
-    )
-    completion_id: int = 0
-    value: bytes | None = None
-    failure: Failure | None = None
+    completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
+    value: Annotated[bytes | None, pb(5, KIND_VALUE, oneof="result")] = None
+    failure: Annotated[Failure | None, pb(6, oneof="result")] = None
 
 
 class GetInvocationOutputCommandMessage(Message):
     """0x0413: reads another invocation's result without waiting."""
 
     TYPE = 0x0413
-    FIELDS = (
-        Field(1, "invocation_id", KIND_STRING, oneof="target"),
-        Field(
-            3, "idempotent_request_target", KIND_MESSAGE, "IdempotentRequestTarget", oneof="target"
-        ),
-        Field(4, "workflow_target", KIND_MESSAGE, "WorkflowTarget", oneof="target"),
-        Field(11, "result_completion_id", KIND_UINT32),
-        Field(12, "name", KIND_STRING),
+    invocation_id: Annotated[str | None, pb(1, oneof="target")] = None
+    idempotent_request_target: Annotated[IdempotentRequestTarget | None, pb(3, oneof="target")] = (
+        None
     )
-    invocation_id: str | None = None
-    idempotent_request_target: IdempotentRequestTarget | None = None
-    workflow_target: WorkflowTarget | None = None
-    result_completion_id: int = 0
-    name: str = ""
+    workflow_target: Annotated[WorkflowTarget | None, pb(4, oneof="target")] = None
+    result_completion_id: Annotated[int, pb(11, KIND_UINT32)] = 0
+    name: Annotated[str, pb(12)] = ""
 
 
 class GetInvocationOutputCompletionNotificationMessage(Message):
     """0x8013: result of GetInvocationOutput (``void`` = not finished yet)."""
 
     TYPE = 0x8013
-    FIELDS = (
-        Field(1, "completion_id", KIND_UINT32),
-        Field(4, "void", KIND_VOID, oneof="result"),
-        Field(5, "value", KIND_VALUE, oneof="result"),
-        Field(6, "failure", KIND_MESSAGE, "Failure", oneof="result"),
-    )
-    completion_id: int = 0
-    void: bool = False
-    value: bytes | None = None
-    failure: Failure | None = None
+    completion_id: Annotated[int, pb(1, KIND_UINT32)] = 0
+    void: Annotated[bool, pb(4, KIND_VOID, oneof="result")] = False
+    value: Annotated[bytes | None, pb(5, KIND_VALUE, oneof="result")] = None
+    failure: Annotated[Failure | None, pb(6, oneof="result")] = None
 
 
 class CompleteAwakeableCommandMessage(Message):
     """0x0414: resolves or rejects an awakeable by its (old- or new-style) id."""
 
     TYPE = 0x0414
-    FIELDS = (
-        Field(1, "awakeable_id", KIND_STRING),
-        Field(2, "value", KIND_VALUE, oneof="result"),
-        Field(3, "failure", KIND_MESSAGE, "Failure", oneof="result"),
-        Field(12, "name", KIND_STRING),
-    )
-    awakeable_id: str = ""
-    value: bytes | None = None
-    failure: Failure | None = None
-    name: str = ""
+    awakeable_id: Annotated[str, pb(1)] = ""
+    value: Annotated[bytes | None, pb(2, KIND_VALUE, oneof="result")] = None
+    failure: Annotated[Failure | None, pb(3, oneof="result")] = None
+    name: Annotated[str, pb(12)] = ""
 
 
 class SignalNotificationMessage(Message):
     """0xFBFF: a signal (by index or name) delivered to this invocation."""
 
     TYPE = 0xFBFF
-    FIELDS = (
-        Field(2, "idx", KIND_UINT32, oneof="signal_id"),
-        Field(3, "name", KIND_STRING, oneof="signal_id"),
-        Field(4, "void", KIND_VOID, oneof="result"),
-        Field(5, "value", KIND_VALUE, oneof="result"),
-        Field(6, "failure", KIND_MESSAGE, "Failure", oneof="result"),
-    )
-    idx: int | None = None
-    name: str | None = None
-    void: bool = False
-    value: bytes | None = None
-    failure: Failure | None = None
+    idx: Annotated[int | None, pb(2, KIND_UINT32, oneof="signal_id")] = None
+    name: Annotated[str | None, pb(3, oneof="signal_id")] = None
+    void: Annotated[bool, pb(4, KIND_VOID, oneof="result")] = False
+    value: Annotated[bytes | None, pb(5, KIND_VALUE, oneof="result")] = None
+    failure: Annotated[Failure | None, pb(6, oneof="result")] = None
 
 
 class CustomEntry(Message):
@@ -937,13 +704,11 @@ class CustomEntry(Message):
 
 
 class _Value(ProtoStruct):
-    FIELDS = (Field(1, "content", KIND_BYTES),)
-    content: bytes = b""
+    content: Annotated[bytes, pb(1)] = b""
 
 
 class _StateKeys(ProtoStruct):
-    FIELDS = (Field(1, "keys", KIND_REPEATED_BYTES),)
-    keys: list[bytes] = []
+    keys: Annotated[list[bytes], pb(1)] = []
 
 
 class _Void(ProtoStruct):
@@ -965,10 +730,103 @@ def is_custom_entry(type_id: int) -> bool:
     return _CUSTOM_FIRST <= type_id <= 0xFFFF
 
 
+# The Python type (without ``| None``) each non-message kind is declared with.
+_PY_TYPES: Final[dict[int, object]] = {
+    KIND_UINT32: int,
+    KIND_UINT64: int,
+    KIND_BOOL: bool,
+    KIND_ENUM: int,
+    KIND_STRING: str,
+    KIND_BYTES: bytes,
+    KIND_VALUE: bytes,
+    KIND_VOID: bool,
+    KIND_STATE_KEYS: list[bytes],
+    KIND_REPEATED_UINT32: list[int],
+    KIND_REPEATED_STRING: list[str],
+    KIND_REPEATED_BYTES: list[bytes],
+}
+# The kind a Python type implies when ``pb`` names none (``int`` and ``list[int]`` imply none).
+_IMPLIED_KINDS: Final[dict[object, int]] = {
+    bool: KIND_BOOL,
+    str: KIND_STRING,
+    bytes: KIND_BYTES,
+    list[str]: KIND_REPEATED_STRING,
+    list[bytes]: KIND_REPEATED_BYTES,
+}
+# The kinds that may be proto3 `optional`.
+_SCALARS: Final = frozenset(
+    {KIND_UINT32, KIND_UINT64, KIND_BOOL, KIND_ENUM, KIND_STRING, KIND_BYTES}
+)
+
+
+def _strip_none(tp: object) -> tuple[object, bool]:
+    """``T | None`` -> ``(T, True)``; any other type -> ``(type, False)``."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        rest = [arg for arg in args if arg is not types.NoneType]
+        if len(rest) == 1 and len(args) == 2:
+            return rest[0], True
+    return tp, False
+
+
+def _sub_message(tp: object) -> tuple[type[ProtoStruct] | None, int]:
+    """The sub-message class and kind ``tp`` (``T`` or ``list[T]``) stands for, if any."""
+    if isinstance(tp, type) and issubclass(tp, ProtoStruct):
+        return tp, KIND_MESSAGE
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(item, type) and issubclass(item, ProtoStruct):
+            return item, KIND_REPEATED_MESSAGE
+    return None, -1
+
+
+def _derive_fields(
+    cls: type[ProtoStruct], infos: Iterable[msgspec.structs.FieldInfo]
+) -> tuple[Field, ...]:
+    """Build ``cls``'s field table from its ``Annotated[T, pb(...)]`` declarations.
+
+    ``infos`` is ``msgspec.structs.fields(cls)``: its types are the resolved annotations,
+    ``Annotated`` metadata kept (what ``typing.get_type_hints(cls, include_extras=True)``
+    gives, without resolving them a second time). Run it once every class exists, so
+    forward references such as ``list[Future]`` inside ``Future`` resolve.
+    """
+    fields: list[Field] = []
+    for info in infos:
+        name = info.name
+        where = f"{cls.__name__}.{name}"
+        marks = [m for m in getattr(info.type, "__metadata__", ()) if isinstance(m, _Pb)]
+        if len(marks) != 1:
+            raise TypeError(f"{where}: declare it as `Annotated[T, pb(number, ...)]`")
+        mark = marks[0]
+        py_type, nullable = _strip_none(typing.get_args(info.type)[0])
+        if nullable != (info.default is None):
+            raise TypeError(f"{where}: a `T | None` type goes exactly with a None default")
+        sub, message_kind = _sub_message(py_type)
+        if sub is not None:
+            kind = message_kind if mark.kind is None else mark.kind
+            if kind != message_kind:
+                raise TypeError(f"{where}: a sub-message field cannot have kind {kind}")
+        else:
+            implied = _IMPLIED_KINDS.get(py_type)
+            kind_or_none = implied if mark.kind is None else mark.kind
+            if kind_or_none is None:
+                raise TypeError(f"{where}: {py_type} needs an explicit kind, pb(number, KIND_...)")
+            kind = kind_or_none
+            if _PY_TYPES.get(kind) != py_type:
+                raise TypeError(f"{where}: kind {kind} is not declared as {py_type}")
+        optional = nullable and kind not in _ALWAYS_EXPLICIT and mark.oneof is None
+        if optional and kind not in _SCALARS:
+            raise TypeError(f"{where}: only a scalar field can be proto3 optional")
+        message = sub.__name__ if sub is not None else None
+        fields.append(Field(mark.number, name, kind, message, mark.oneof, optional))
+    return tuple(fields)
+
+
 def _compile(cls: type[ProtoStruct]) -> None:
-    """Build the codec's tables for ``cls`` from FIELDS, checking them against the struct."""
-    fields = sorted(cls.FIELDS, key=lambda f: f.number)
+    """Derive ``cls``'s FIELDS from its annotations, then build the codec's tables from it."""
     infos = {info.name: info for info in msgspec.structs.fields(cls)}
+    cls.FIELDS = _derive_fields(cls, infos.values())
+    fields = sorted(cls.FIELDS, key=lambda f: f.number)
     names = [f.name for f in fields]
     if sorted(names) != sorted(infos):
         raise TypeError(f"{cls.__name__}.FIELDS does not list exactly the struct's fields")
