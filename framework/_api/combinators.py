@@ -8,7 +8,7 @@ every replay.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from framework._api.futures import RestateDurableFuture
 from framework._journal import Key
@@ -18,7 +18,36 @@ from framework.exceptions import TerminalError
 T = TypeVar("T")
 
 
-async def gather(*futures: RestateDurableFuture[Any]) -> list[RestateDurableFuture[Any]]:
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+T5 = TypeVar("T5")
+F = RestateDurableFuture
+
+
+# Typed per arity, so that ``a, b = await gather(fa, fb)`` knows what ``a`` and ``b`` are. The
+# result is the official SDK's list at runtime; it is typed as a tuple (read it, unpack it,
+# index it) because a list type cannot say what sits at each position.
+@overload
+async def gather(f1: F[T1], /) -> tuple[F[T1]]: ...
+@overload
+async def gather(f1: F[T1], f2: F[T2], /) -> tuple[F[T1], F[T2]]: ...
+@overload
+async def gather(f1: F[T1], f2: F[T2], f3: F[T3], /) -> tuple[F[T1], F[T2], F[T3]]: ...
+@overload
+async def gather(
+    f1: F[T1], f2: F[T2], f3: F[T3], f4: F[T4], /
+) -> tuple[F[T1], F[T2], F[T3], F[T4]]: ...
+@overload
+async def gather(
+    f1: F[T1], f2: F[T2], f3: F[T3], f4: F[T4], f5: F[T5], /
+) -> tuple[F[T1], F[T2], F[T3], F[T4], F[T5]]: ...
+@overload
+async def gather(*futures: F[Any]) -> list[F[Any]]: ...
+
+
+async def gather(*futures: RestateDurableFuture[Any]) -> Any:
     """Wait until every future has completed (successfully or not); return them in order.
 
     Await each returned future for its value (or its TerminalError).
