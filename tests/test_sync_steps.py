@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from framework._runtime import steps as _sync_steps
+from framework._runtime import steps
 from framework._runtime.steps import PROVEN_RUNS, run_sync
 
 
 @pytest.fixture(autouse=True)
 def fresh_stats(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_sync_steps, "_fast_runs", {})
-    monkeypatch.setattr(_sync_steps, "_INLINE_ALLOWED", True)
+    monkeypatch.setattr(steps, "_fast_runs", {})
+    monkeypatch.setattr(steps, "_INLINE_ALLOWED", True)
 
 
 def _threads_of(action: Any, times: int) -> list[bool]:
@@ -95,7 +95,7 @@ def test_an_inline_failure_sends_the_function_back_to_threads() -> None:
 
 
 def test_inline_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_sync_steps, "_INLINE_ALLOWED", False)
+    monkeypatch.setattr(steps, "_INLINE_ALLOWED", False)
 
     def quick() -> int:
         return threading.get_ident()

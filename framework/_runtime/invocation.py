@@ -513,7 +513,7 @@ async def _execute(
     if inspect.iscoroutinefunction(action):
         return await action(*args, **kwargs)
     # A plain function may block: it runs in a worker thread (with our contextvars, the
-    # run's span among them) until it has proven fast, then inline (see _sync_steps).
+    # run's span among them) until it has proven fast, then inline (see _runtime/steps.py).
     value = await run_sync(action, args, kwargs)
     if inspect.isawaitable(value):
         value = await value
