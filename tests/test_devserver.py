@@ -186,3 +186,28 @@ def test_hypercorn_config_raises_the_limits() -> None:
     assert config.keep_alive_timeout >= 600
     assert config.keep_alive_max_requests >= sys.maxsize
     assert 0 < config.graceful_timeout <= 10
+
+
+def test_a_port_taken_between_picking_and_binding_is_picked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from framework._dev import restate_server as module
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        ports = iter([busy])
+        # The first port the server is given (its ingress) is held by another process yet
+        # looks free when checked (the race this guards against): the server cannot bind it.
+        monkeypatch.setattr(module, "free_port", lambda: next(ports, None) or free_port())
+        monkeypatch.setattr(module, "port_is_free", lambda port: True)
+        server = RestateServer()
+        try:
+            server.start()
+            assert server.ingress_port != busy
+            assert server.admin_port != busy
+            assert server.node_port != busy
+            assert _status(f"{server.admin_url}/health") == 200
+        finally:
+            server.stop()

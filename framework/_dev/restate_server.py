@@ -24,6 +24,10 @@ class _NotReady(Exception):
     """One readiness check failed this time."""
 
 
+# Starts on fresh ports after losing a race for the ports it picked (see start()).
+_PORT_RACE_ATTEMPTS = 3
+
+
 class RestateServer(ChildProcess):
     """A single-node restate-server on loopback ports, for development and tests.
 
@@ -88,7 +92,36 @@ class RestateServer(ChildProcess):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start the server and wait until its admin API and ingress are healthy."""
+        """Start the server and wait until its admin API and ingress are healthy.
+
+        Ports it picked itself can be taken by another process between being found free and
+        being bound (test sessions start many servers and services): it then starts again
+        on fresh ports, a few times, in a fresh temp dir.
+        """
+        picked = [
+            name
+            for name, port in (
+                ("ingress_port", self.ingress_port),
+                ("admin_port", self.admin_port),
+                ("node_port", self.node_port),
+            )
+            if port is None
+        ]
+        attempts = _PORT_RACE_ATTEMPTS if picked and self._base_dir is None else 1
+        log_path = self._log_path
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(timeout)
+                return
+            except RestateServerError as error:
+                if attempt == attempts or "Address in use" not in str(error):
+                    raise
+                for name in picked:
+                    setattr(self, name, None)
+                self._base_dir = None  # the temp dir went with the failed attempt
+                self._log_path = log_path
+
+    def _start_once(self, timeout: float) -> None:
         if self.running():
             raise RestateServerError(f"restate-server is already running (pid {self.pid})")
         binary = ensure_restate_server(self._version)
