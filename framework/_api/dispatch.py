@@ -7,7 +7,7 @@ The endpoint's pump hands this to the invocation driver; it knows nothing of HTT
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, cast
 
 from framework._api.context import (
@@ -19,11 +19,12 @@ from framework._api.context import (
     WorkflowContext,
     WorkflowSharedContext,
 )
-from framework._api.hooks import AttemptInfo, Hook, overrides
+from framework._api.hooks import AttemptInfo
 from framework._api.services import Handler
 from framework._journal import FAIL, PAUSE, RETRY
 from framework._protocol import Failure, StartMessage
 from framework._runtime.codec import JournalValueCodec
+from framework._runtime.hooks import run_through
 from framework._runtime.invocation import Invocation
 from framework._runtime.tracing import handler_span, incoming_trace_context
 from framework.exceptions import TerminalError
@@ -100,7 +101,7 @@ async def run_handler(
         async with contextlib.AsyncExitStack() as stack:
             for manager in handler.context_managers:
                 await stack.enter_async_context(manager())
-            if not handler.hooks:
+            if not handler.hooks:  # the common case: no closures, no chain
                 result = await (
                     handler.fn(ctx, argument) if handler.takes_input else handler.fn(ctx)
                 )
@@ -118,10 +119,7 @@ async def _with_hooks(
     request: Request,
 ) -> Any:
     """The handler's body inside its attempt hooks; its step hooks handed to the driver."""
-    invocation.step_hooks = tuple(
-        hook.around_step for hook in handler.hooks if overrides(hook, "around_step")
-    )
-    attempt_hooks = [hook for hook in handler.hooks if overrides(hook, "around_attempt")]
+    invocation.step_hooks = handler.step_hooks
     info = AttemptInfo(
         invocation_id=start.debug_id,
         target=invocation.target,
@@ -132,14 +130,4 @@ async def _with_hooks(
     def body() -> Awaitable[Any]:
         return handler.fn(ctx, argument) if handler.takes_input else handler.fn(ctx)
 
-    call: Callable[[], Awaitable[Any]] = body
-    for hook in reversed(attempt_hooks):
-        call = _around(hook, info, call)
-    return await call()
-
-
-def _around(hook: Hook, info: AttemptInfo, inner: Callable[[], Awaitable[Any]]) -> Any:
-    def proceed() -> Awaitable[Any]:
-        return hook.around_attempt(info, inner)
-
-    return proceed
+    return await run_through(handler.attempt_hooks, info, body)

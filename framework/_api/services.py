@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
-from framework._api.hooks import Hook
+from framework._api.hooks import Hook, overrides
 from framework.serde import DefaultSerde, Serde
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -85,8 +85,17 @@ class Handler:
     service_tag: ServiceTag | None = None
     # Service hooks first (outermost), then the handler's own.
     hooks: list[Hook] = field(default_factory=list)
+    # The hooks' methods that do something, split once here rather than per invocation.
+    attempt_hooks: tuple[Callable[..., Awaitable[Any]], ...] = field(init=False, default=())
+    step_hooks: tuple[Callable[..., Awaitable[Any]], ...] = field(init=False, default=())
     # What the server does after a journal mismatch (protocol v7); None: retry.
     journal_mismatch: MismatchBehavior | None = None
+
+    def __post_init__(self) -> None:
+        self.attempt_hooks = tuple(
+            h.around_attempt for h in self.hooks if overrides(h, "around_attempt")
+        )
+        self.step_hooks = tuple(h.around_step for h in self.hooks if overrides(h, "around_step"))
 
     @property
     def arity(self) -> int:

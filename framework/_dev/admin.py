@@ -227,8 +227,8 @@ class AdminClient:
     def object_state(self, service: str, key: str) -> dict[str, bytes]:
         """The state of a virtual object (or workflow) instance, raw values by name."""
         rows = self.query(
-            f"SELECT key, value FROM state WHERE service_name = {_sql_text(service)} "
-            f"AND service_key = {_sql_text(key)}"
+            f"SELECT key, value FROM state WHERE service_name = {sql_text(service)} "
+            f"AND service_key = {sql_text(key)}"
         )
         return {row["key"]: bytes.fromhex(row["value"] or "") for row in rows}
 
@@ -242,7 +242,8 @@ class AdminClient:
         )
 
 
-def _sql_text(text: str) -> str:
+def sql_text(text: str) -> str:
+    """``text`` as an SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 

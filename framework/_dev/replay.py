@@ -25,7 +25,7 @@ import msgspec
 
 from framework._api.dispatch import run_handler
 from framework._api.services import Handler
-from framework._dev.admin import AdminClient
+from framework._dev.admin import AdminClient, sql_text
 from framework._endpoint.app import RestateApp
 from framework._journal import RETRY, JournalMismatch, StateMachine
 from framework._protocol import (
@@ -282,10 +282,6 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 Status = Literal["running", "completed", "all"]
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def fetch(
     admin: AdminClient,
     *,
@@ -299,9 +295,9 @@ def fetch(
     """Recorded journals from a restate-server's admin API (newest first)."""
     where = ["pinned_service_protocol_version IS NOT NULL"]
     if service:
-        where.append(f"target_service_name = {_quote(service)}")
+        where.append(f"target_service_name = {sql_text(service)}")
     if handler:
-        where.append(f"target_handler_name = {_quote(handler)}")
+        where.append(f"target_handler_name = {sql_text(handler)}")
     if status == "completed":
         where.append("status = 'completed'")
     elif status == "running":
@@ -313,7 +309,7 @@ def fetch(
         seconds = int(match.group(1)) * _SECONDS[match.group(2)]
         where.append(f"created_at > now() - interval '{seconds} seconds'")
     if invocation_ids:
-        where.append(f"id IN ({', '.join(_quote(i) for i in invocation_ids)})")
+        where.append(f"id IN ({', '.join(sql_text(i) for i in invocation_ids)})")
     sql = (
         "SELECT id, target_service_name, target_service_key, target_handler_name, status, "
         "pinned_service_protocol_version FROM sys_invocation WHERE "
@@ -324,7 +320,7 @@ def fetch(
     invocations = admin.query(sql)
     if not invocations:
         return []
-    ids = ", ".join(_quote(row["id"]) for row in invocations)
+    ids = ", ".join(sql_text(row["id"]) for row in invocations)
     entries: dict[str, list[RecordedEntry]] = {}
     for row in admin.query(
         f"SELECT id, index, entry_type, name, raw FROM sys_journal WHERE id IN ({ids}) "

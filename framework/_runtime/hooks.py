@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,18 +19,22 @@ class StepInfo:
 
 
 Proceed = Callable[[], Awaitable[Any]]
+Info = TypeVar("Info")
 StepHook = Callable[[StepInfo, Proceed], Awaitable[Any]]
 
 
-async def run_through(hooks: tuple[StepHook, ...], info: StepInfo, body: Proceed) -> Any:
-    """Run ``body`` inside ``hooks`` (the first one outermost)."""
+async def run_through(
+    hooks: tuple[Callable[[Info, Proceed], Awaitable[Any]], ...], info: Info, body: Proceed
+) -> Any:
+    """Run ``body`` inside ``hooks`` (the first one outermost): step hooks here, attempt
+    hooks in the API layer."""
     call = body
     for hook in reversed(hooks):
         call = _bind(hook, info, call)
     return await call()
 
 
-def _bind(hook: StepHook, info: StepInfo, inner: Proceed) -> Proceed:
+def _bind(hook: Callable[[Info, Proceed], Awaitable[Any]], info: Info, inner: Proceed) -> Proceed:
     def proceed() -> Awaitable[Any]:
         return hook(info, inner)
 
